@@ -34,6 +34,13 @@ def _cmd_data_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_notebook(args: argparse.Namespace) -> int:
+    from lic.notebooks import run
+
+    print(f"[notebook] {run(args.name)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lic", description="lic-repro: learned image compression "
                                      "replications (HPCM, TinyLIC, TCM/CGOO)")
@@ -51,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", choices=["default", "paper"], default=None)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_data_prepare)
+
+    p = sub.add_parser("notebook", help="execute notebooks/NAME.ipynb with papermill into reports/NAME/")
+    p.add_argument("name")
+    p.set_defaults(func=_cmd_notebook)
     return parser
 
 

@@ -1,8 +1,7 @@
-"""Datasets: registry (URLs, checksums), verified downloads, the data stage and manifests."""
+"""Datasets: ``registry`` (URLs, checksums), ``download`` (verified, resumable), ``prepare`` (the data
+stage and manifests). Import the submodules; their names are not shadowed here."""
 
-from lic.data.download import ChecksumError, DownloadError, OfflineError, download, sha256sum, verify
-from lic.data.prepare import load_manifest, manifest_path, prepare
-from lic.data.registry import DATASETS, Dataset, RemoteFile, get
+from lic.data.download import ChecksumError, DownloadError, OfflineError
+from lic.data.prepare import load_manifest
 
-__all__ = ["ChecksumError", "DownloadError", "OfflineError", "download", "sha256sum", "verify",
-           "load_manifest", "manifest_path", "prepare", "DATASETS", "Dataset", "RemoteFile", "get"]
+__all__ = ["ChecksumError", "DownloadError", "OfflineError", "load_manifest"]

@@ -1,0 +1,84 @@
+"""Tables and figures, rendered only from result files (manifests, result JSONs, run records).
+
+Notebooks call these functions and display what they return; they compute nothing themselves.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from lic import paths
+from lic.config import load_params
+from lic.data import registry
+
+
+def dataset_table(profile: str | None = None) -> pd.DataFrame:
+    """One row per registered dataset: its role in the profile, image count and pixels (from manifests)."""
+    params = load_params(profile=profile)
+    rows = []
+    for name, ds in registry.DATASETS.items():
+        role = "train" if name == params["data"]["train"] else "eval" if name in params["data"]["eval"] else "-"
+        mpath = paths.DATA / "manifests" / f"{name}.json"
+        manifest = json.loads(mpath.read_text()) if mpath.exists() else None
+        images = manifest["images"] if manifest else []
+        rows.append({
+            "dataset": name,
+            "role": role,
+            "source": "network" if ds.needs_network else "scikit-image",
+            "prepared": "no manifest" if manifest is None else ("yes" if manifest.get("used", True) else "unused"),
+            "images": len(images),
+            "megapixels": round(sum(e["width"] * e["height"] for e in images) / 1e6, 2),
+            "license": ds.license,
+        })
+    return pd.DataFrame(rows).set_index("dataset")
+
+
+def image_grid(name: str, max_images: int = 8, out: str | Path | None = None):
+    """A figure with the images of dataset ``name`` (from its manifest), titled with their sizes."""
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from lic.data.prepare import load_manifest
+
+    files = load_manifest(name)[:max_images]
+    fig, axes = plt.subplots(1, len(files), figsize=(3 * len(files), 3), squeeze=False)
+    for ax, f in zip(axes[0], files):
+        with Image.open(f) as im:
+            ax.imshow(im.convert("RGB"))
+            ax.set_title(f"{f.stem}\n{im.width}×{im.height}", fontsize=9)
+        ax.axis("off")
+    fig.tight_layout()
+    if out is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, dpi=120)
+    return fig
+
+
+def save_table(df: pd.DataFrame, out_dir: str | Path | None, stem: str) -> None:
+    """Write ``df`` as CSV and Markdown under ``out_dir`` (nothing when out_dir is None)."""
+    if out_dir is None:
+        return
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out_dir / f"{stem}.csv")
+    (out_dir / f"{stem}.md").write_text(df.to_markdown() if _has_tabulate() else df.to_string())
+
+
+def _has_tabulate() -> bool:
+    try:
+        import tabulate  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+def environment_table() -> pd.DataFrame:
+    """Versions and hardware of this run, for the closing cell of every notebook."""
+    from lic.runinfo import device_info, git_sha, package_versions
+
+    rows = {**{f"version: {k}": v for k, v in package_versions().items()},
+            **{f"device: {k}": v for k, v in device_info().items()}, "git sha": git_sha()}
+    return pd.DataFrame({"value": rows})
