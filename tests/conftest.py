@@ -102,3 +102,69 @@ def project_root(tmp_path: Path, monkeypatch) -> Path:
     monkeypatch.setattr(paths, "ROOT", root)
     monkeypatch.setattr(paths, "DATA", root / "data")
     return root
+
+
+# --------------------------------------------------------------------------- tiny training project
+TINY_OVERRIDES = {"steps": 6, "batch_size": 2, "patch_size": 64, "lr": 1e-3, "milestones": [5],
+                  "checkpoint_every": 2, "log_every": 2, "num_workers": 0, "device": "cpu"}
+
+
+def make_tiny_project(root: Path) -> dict:
+    """A self-contained project at ``root``: params.yaml shrunk to a tiny model and schedule, and small
+    sample / sample-train datasets (crops of scikit-image photographs). Returns the resolved params."""
+    import numpy as np
+    import yaml
+    from PIL import Image
+    from skimage import data as skdata
+
+    from lic import config
+
+    raw = yaml.safe_load(paths.PARAMS.read_text())
+    raw["profile"] = "default"
+    raw["train"]["default"].update(TINY_OVERRIDES)
+    raw["models"]["minnen2018-mean"]["default"]["kwargs"] = {"N": 16, "M": 24}
+    (root / "data").mkdir(parents=True, exist_ok=True)
+    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    photos = {"astronaut": skdata.astronaut(), "coffee": skdata.coffee(), "chelsea": skdata.chelsea()}
+    sets = {"sample": {"astronaut": (0, 0, 97, 131), "chelsea": (10, 20, 64, 64)},
+            "sample-train": {"coffee": (0, 0, 150, 200), "astronaut": (200, 200, 180, 120)}}
+    for ds, crops in sets.items():
+        d = root / "data" / "datasets" / ds
+        d.mkdir(parents=True, exist_ok=True)
+        for name, (y, x, h, w) in crops.items():
+            Image.fromarray(np.ascontiguousarray(photos[name][y:y + h, x:x + w])).save(d / f"{name}.png")
+    return config.resolve(raw)
+
+
+@pytest.fixture(scope="session")
+def tiny_project(tmp_path_factory):
+    """(root, params) of a tiny project with one trained checkpoint per quality 1 and 6."""
+    from lic import train
+    from lic.data import prepare
+
+    root = tmp_path_factory.mktemp("tiny")
+    mp = pytest.MonkeyPatch()
+    mp.setattr(paths, "ROOT", root)
+    mp.setattr(paths, "DATA", root / "data")
+    mp.setattr(paths, "CHECKPOINTS", root / "checkpoints")
+    mp.setattr(paths, "RESULTS", root / "results")
+    try:
+        params = make_tiny_project(root)
+        for ds in ("sample", "sample-train"):
+            prepare.write_manifest(ds)
+        for q in (1, 6):
+            train.train("minnen2018-mean", q, params, progress=False)
+    finally:
+        mp.undo()
+    return root, params
+
+
+@pytest.fixture
+def in_tiny_project(tiny_project, monkeypatch):
+    root, params = tiny_project
+    monkeypatch.setattr(paths, "ROOT", root)
+    monkeypatch.setattr(paths, "DATA", root / "data")
+    monkeypatch.setattr(paths, "CHECKPOINTS", root / "checkpoints")
+    monkeypatch.setattr(paths, "RESULTS", root / "results")
+    monkeypatch.setenv("LIC_ROOT", str(root))
+    return root, params

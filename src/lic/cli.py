@@ -41,6 +41,63 @@ def _cmd_notebook(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from lic.config import load_params
+    from lic.train import main
+
+    path = main(args.model, args.quality, load_params(profile=args.profile), progress=not args.quiet)
+    print(f"[train] {path}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from lic.config import load_params
+    from lic.evaluate import main
+
+    for path in main(args.model, load_params(profile=args.profile), progress=not args.quiet):
+        print(f"[evaluate] {path}")
+    return 0
+
+
+def _cmd_compress(args: argparse.Namespace) -> int:
+    import warnings
+    from pathlib import Path
+
+    from lic.codec import encode, load_checkpoint, read_image
+
+    loaded = load_checkpoint(args.checkpoint)
+    if args.model and args.model != loaded.key:
+        raise ValueError(f"--model {args.model} but {args.checkpoint} holds a {loaded.key!r} model")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        img = read_image(args.input)
+    for w in caught:
+        print(f"lic: warning: {w.message}", file=sys.stderr)
+    enc = encode(loaded, img, estimate=False)
+    out = Path(args.output)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_bytes(enc.data)
+    tmp.replace(out)
+    h, w = img.shape[:2]
+    print(f"{out}: {len(enc.data)} bytes, {len(enc.data) * 8 / (h * w):.4f} bpp ({w}x{h}, {loaded.key} q{loaded.quality})")
+    return 0
+
+
+def _cmd_decompress(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from lic.codec import decode, load_checkpoint, write_image
+    from lic.entropy.container import parse
+
+    data = Path(args.input).read_bytes()
+    header = parse(data)
+    loaded = load_checkpoint(args.checkpoint)
+    img = decode(loaded, data)
+    write_image(args.output, img)
+    print(f"{args.output}: {header.width}x{header.height} from {header.key} q{header.quality}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lic", description="lic-repro: learned image compression "
                                      "replications (HPCM, TinyLIC, TCM/CGOO)")
@@ -59,6 +116,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_data_prepare)
 
+    p = sub.add_parser("train", help="train (or resume) a registered model at one quality")
+    p.add_argument("model")
+    p.add_argument("--quality", type=int, required=True)
+    p.add_argument("--profile", choices=["default", "paper"], default=None)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="real-bitstream evaluation of a trained model on the eval datasets")
+    p.add_argument("model")
+    p.add_argument("--profile", choices=["default", "paper"], default=None)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("compress", help="compress an image into a bitstream file")
+    p.add_argument("input")
+    p.add_argument("output")
+    p.add_argument("--checkpoint", required=True, help="a model.pt written by `lic train`")
+    p.add_argument("--model", default=None, help="registry key (checked against the checkpoint)")
+    p.set_defaults(func=_cmd_compress)
+
+    p = sub.add_parser("decompress", help="decode a bitstream file into a PNG")
+    p.add_argument("input")
+    p.add_argument("output")
+    p.add_argument("--checkpoint", required=True, help="the checkpoint that encoded the file")
+    p.set_defaults(func=_cmd_decompress)
+
     p = sub.add_parser("notebook", help="execute notebooks/NAME.ipynb with papermill into reports/NAME/")
     p.add_argument("name")
     p.set_defaults(func=_cmd_notebook)
@@ -67,13 +150,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: Exceptions whose message tells the user what to do: printed without a traceback.
 def _user_errors() -> tuple[type[BaseException], ...]:
+    from lic.codec import CheckpointError, ImageError
     from lic.config import ConfigError
     from lic.data.download import ChecksumError, DownloadError
+    from lic.entropy.container import BitstreamError
+    from lic.train import TrainingDiverged
 
-    return (ConfigError, ChecksumError, DownloadError, FileNotFoundError, KeyError, ValueError)
+    return (ConfigError, ChecksumError, DownloadError, FileNotFoundError, KeyError, ValueError,
+            BitstreamError, ImageError, CheckpointError, TrainingDiverged, IsADirectoryError,
+            PermissionError)
 
 
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*deprecated", category=FutureWarning)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -52,6 +52,7 @@ class MapOf:
 
 
 NUMBER = (int, float)
+ANY = object  # free-form values (model constructor kwargs)
 
 #: Every key params.yaml may hold. Later stages add their sections here.
 SCHEMA: dict[str, Any] = {
@@ -60,6 +61,26 @@ SCHEMA: dict[str, Any] = {
         "datasets": ListOf(str),
         "download": {"retries": int, "timeout_s": NUMBER},
         "profiles": Profiled({"train": str, "eval": ListOf(str)}),
+    },
+    "train": {
+        "qualities": ListOf(int),          # the DVC matrix's quality axis (same for both profiles)
+        "reference_models": ListOf(str),   # models trained by the generic stage train_reference
+        "seed": int,
+        "clip_max_norm": NUMBER,
+        "aux_lr": NUMBER,
+        "lr_gamma": NUMBER,
+        "profiles": Profiled({"device": str, "steps": int, "batch_size": int, "patch_size": int,
+                              "lr": NUMBER, "milestones": ListOf(int), "checkpoint_every": int,
+                              "log_every": int, "num_workers": int, "bf16": bool}),
+    },
+    "models": MapOf({
+        "metric": str,
+        "lambdas": ListOf(NUMBER),
+        "profiles": Profiled({"kwargs": MapOf(ANY), "train": MapOf(ANY)}),
+    }),
+    "evaluate": {
+        "models": ListOf(str),
+        "estimate_bpp": bool,
     },
 }
 
@@ -123,6 +144,8 @@ def _resolve(value: dict, schema: dict, profile: str) -> dict:
             out.update(copy.deepcopy(block))
         elif isinstance(sub, dict):
             out[key] = _resolve(value[key], sub, profile)
+        elif isinstance(sub, MapOf) and isinstance(sub.value, dict):
+            out[key] = {k: _resolve(v, sub.value, profile) for k, v in value[key].items()}
         else:
             out[key] = copy.deepcopy(value[key])
     return out
@@ -141,8 +164,7 @@ def resolve(raw: dict, profile: str | None = None) -> dict:
     profile = profile or raw["profile"]
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}; use one of {PROFILES}")
-    resolved = {k: _resolve(raw[k], SCHEMA[k], profile) if isinstance(SCHEMA[k], dict) else raw[k]
-                for k in SCHEMA}
+    resolved = _resolve(raw, SCHEMA, profile)
     resolved["profile"] = profile
     return resolved
 

@@ -1,0 +1,181 @@
+"""Images to bitstream files and back, with any registered model and its checkpoint.
+
+``encode`` pads the image to the model's multiple (edge replication), runs ``model.compress``,
+wraps the streams in the container (:mod:`lic.entropy.container`) and also decodes them once, so the
+encoder knows the exact reconstruction the decoder will produce. ``decode`` checks that the
+bitstream was made by this model and checkpoint, runs ``model.decompress`` and crops.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+
+from lic.entropy.container import Bitstream, BitstreamError, parse
+from lic.metrics import to_tensor, to_uint8
+from lic.models import registry
+
+
+class ImageError(ValueError):
+    """An input image cannot be read or used."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, unreadable or not a lic checkpoint."""
+
+
+def state_fingerprint(state_dict: dict) -> bytes:
+    """First 8 bytes of a sha256 over the weights (names, shapes, dtypes and bytes), order-independent."""
+    h = hashlib.sha256()
+    for name in sorted(state_dict):
+        t = state_dict[name]
+        if not torch.is_tensor(t):
+            continue
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}|{tuple(t.shape)}|{t.dtype}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.digest()[:8]
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module
+    key: str
+    quality: int
+    fingerprint: bytes
+    record: dict
+
+    @property
+    def pad_multiple(self) -> int:
+        return self.model.pad_multiple
+
+
+def load_checkpoint(path: str | Path, device: str = "cpu") -> LoadedModel:
+    """Rebuild the model of a checkpoint record (``model``, ``kwargs``, ``state_dict``, ...)."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        record = torch.load(path, map_location=device, weights_only=False)
+    except Exception as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: {e}") from e
+    if not isinstance(record, dict) or not {"model", "kwargs", "state_dict"} <= set(record):
+        raise CheckpointError(f"{path} is not a lic checkpoint (needs model, kwargs, state_dict)")
+    model = registry.build(record["model"], **record["kwargs"])
+    model.load_state_dict(record["state_dict"])
+    model.to(device).eval()
+    if not record.get("updated", False):
+        model.update(force=True)  # an intermediate (training) checkpoint: build the CDF tables now
+    fp = record.get("fingerprint") or state_fingerprint(model.state_dict())
+    return LoadedModel(model, record["model"], int(record.get("quality", 0)), bytes(fp), record)
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read any image Pillow can open as (H, W, 3) uint8 RGB, warning when it is converted."""
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            mode = im.mode
+            if mode in ("I;16", "I;16B", "I;16L", "I"):
+                warnings.warn(f"{path.name}: 16-bit image converted to 8-bit RGB", stacklevel=2)
+                arr = np.asarray(im, dtype=np.float64)
+                peak = 65535.0 if arr.max() > 255 else 255.0
+                arr = np.clip(arr / peak * 255 + 0.5, 0, 255).astype(np.uint8)
+                return np.repeat(arr[..., None], 3, axis=2)
+            if mode != "RGB":
+                warnings.warn(f"{path.name}: {mode} image converted to RGB"
+                              + (" (alpha dropped)" if "A" in mode else ""), stacklevel=2)
+                im = im.convert("RGB")
+            arr = np.asarray(im, dtype=np.uint8)
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise ImageError(f"{path}: not a readable image ({e})") from e
+    if arr.ndim != 3 or arr.shape[2] != 3 or min(arr.shape[:2]) < 1:
+        raise ImageError(f"{path}: unsupported image shape {arr.shape}")
+    return np.ascontiguousarray(arr)
+
+
+def write_image(path: str | Path, img: np.ndarray) -> None:
+    Image.fromarray(img).save(path)
+
+
+def pad(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Pad (N, C, H, W) on the right and bottom to multiples of ``multiple`` by edge replication."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph == 0 and pw == 0:
+        return x
+    return F.pad(x, (0, pw, 0, ph), mode="replicate")
+
+
+@dataclass
+class Encoded:
+    data: bytes
+    reconstruction: np.ndarray  # what the decoder will output, (H, W, 3) uint8
+    bits_estimated: float       # -log2 likelihoods of the model's forward, over the padded image
+    encoding_time: float
+
+
+@torch.no_grad()
+def estimate_bits(model: torch.nn.Module, x_padded: torch.Tensor) -> float:
+    out = model(x_padded)
+    return float(sum((-torch.log2(lk)).sum() for lk in out["likelihoods"].values()))
+
+
+@torch.no_grad()
+def encode(loaded: LoadedModel, img: np.ndarray, *, estimate: bool = True) -> Encoded:
+    """Compress an (H, W, 3) uint8 image into container bytes."""
+    model = loaded.model
+    device = next(model.parameters()).device
+    h, w = img.shape[:2]
+    x = pad(to_tensor(img).to(device), loaded.pad_multiple)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    out = model.compress(x)
+    shape = tuple(int(s) for s in out["shape"])
+    extra = out.get("extra", b"")
+    bs = Bitstream(key=loaded.key, quality=loaded.quality, fingerprint=loaded.fingerprint, height=h, width=w,
+                   shape=shape, streams=[[s for s in group] for group in out["strings"]], extra=extra)
+    data = bs.to_bytes()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    enc_time = time.perf_counter() - t0
+    recon = _decode_streams(loaded, bs)
+    bits = estimate_bits(model, x) if estimate else float("nan")
+    return Encoded(data, recon, bits, enc_time)
+
+
+def _decode_streams(loaded: LoadedModel, bs: Bitstream) -> np.ndarray:
+    kwargs = {"extra": bs.extra} if bs.extra else {}
+    out = loaded.model.decompress(bs.streams, list(bs.shape), **kwargs)
+    x_hat = out["x_hat"].clamp(0, 1)[..., : bs.height, : bs.width]
+    return to_uint8(x_hat)
+
+
+@torch.no_grad()
+def decode(loaded: LoadedModel, data: bytes) -> np.ndarray:
+    """Decode container bytes with ``loaded`` into an (H, W, 3) uint8 image."""
+    bs = parse(data)
+    if bs.key != loaded.key:
+        raise BitstreamError(f"bitstream was made by model {bs.key!r}, but the checkpoint is a {loaded.key!r}")
+    if bs.fingerprint != loaded.fingerprint:
+        raise BitstreamError(f"bitstream was made by another checkpoint of {bs.key!r} (weights fingerprint "
+                             f"{bs.fingerprint.hex()}, this checkpoint {loaded.fingerprint.hex()}); "
+                             f"decode it with the checkpoint that encoded it")
+    try:
+        return _decode_streams(loaded, bs)
+    except BitstreamError:
+        raise
+    except Exception as e:  # a stream that passes the CRC but decodes to nonsense
+        raise BitstreamError(f"corrupted bitstream: decoding failed ({type(e).__name__}: {e})") from e

@@ -1,0 +1,64 @@
+"""Image quality metrics on 8-bit images and the Bjøntegaard delta rate.
+
+PSNR and MS-SSIM are computed on the 8-bit RGB images a user would see (the decoder's output rounded
+to uint8), over the original, unpadded size. MS-SSIM uses ``pytorch_msssim`` at data_range 255 like
+CompressAI's benchmarks; images smaller than 161 px on a side (too small for 5 scales at window 11)
+get NaN rather than a made-up value.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+MSSSIM_MIN_SIDE = 161  # (11 - 1) * 2**4 + 1: pytorch_msssim's requirement for 5 scales
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """(1, 3, H, W) or (3, H, W) float in [0, 1] -> (H, W, 3) uint8, rounded like a PNG writer."""
+    if x.dim() == 4:
+        x = x[0]
+    return (x.detach().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy())
+
+
+def to_tensor(img: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (1, 3, H, W) float32 in [0, 1]."""
+    return torch.from_numpy(np.array(img, dtype=np.uint8, copy=True)).permute(2, 0, 1)[None].float().div(255)
+
+
+def mse(a: np.ndarray, b: np.ndarray) -> float:
+    if a.shape != b.shape:
+        raise ValueError(f"images differ in shape: {a.shape} vs {b.shape}")
+    return float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+
+
+def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
+    """PSNR in dB between two uint8 images (inf when identical)."""
+    m = mse(a, b)
+    return math.inf if m == 0 else 10 * math.log10(peak**2 / m)
+
+
+def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """MS-SSIM (linear, in [0, 1]) between two (H, W, 3) uint8 images; NaN if too small."""
+    from pytorch_msssim import ms_ssim as _ms_ssim
+
+    if min(a.shape[:2]) < MSSSIM_MIN_SIDE:
+        return float("nan")
+    ta = torch.from_numpy(a).permute(2, 0, 1)[None].double()
+    tb = torch.from_numpy(b).permute(2, 0, 1)[None].double()
+    return float(_ms_ssim(ta, tb, data_range=255.0))
+
+
+def ms_ssim_db(value: float) -> float:
+    """MS-SSIM in dB, -10 log10(1 - MS-SSIM), as the papers plot it."""
+    return math.inf if value >= 1 else -10 * math.log10(1 - value)
+
+
+def image_metrics(original: np.ndarray, reconstruction: np.ndarray) -> dict[str, float]:
+    """The per-image distortion fields of a result row."""
+    m = ms_ssim(original, reconstruction)
+    return {"psnr-rgb": psnr(original, reconstruction), "ms-ssim-rgb": m,
+            "ms-ssim-db-rgb": ms_ssim_db(m) if not math.isnan(m) else float("nan"),
+            "mse-rgb": mse(original, reconstruction)}

@@ -1,0 +1,341 @@
+"""The trainer shared by every model: ``lic train KEY --quality Q``.
+
+Loss ``λ·255²·MSE + bpp`` (or ``λ·(1 − MS-SSIM) + bpp`` for MS-SSIM models), Adam, a second Adam
+for the EntropyBottleneck quantiles (``aux_loss``), step-based lr milestones, gradient clipping,
+random crops and flips. Step ``s`` always sees the same crops (they are drawn from
+``(seed, rank, s)``), and every checkpoint holds the optimizer, scheduler, step counter and RNG
+states, so a killed run resumes from its last checkpoint and continues as if never interrupted.
+
+Output folder ``checkpoints/<key>/q<quality>/``::
+
+    last.pt         resumable state, every ``checkpoint_every`` steps (never written on NaN)
+    model.pt        the final record {model, kwargs, quality, state_dict, params, git_sha, fingerprint}
+                    after ``update()``: what evaluation and ``lic compress`` load
+    run.json        resolved params, git sha, versions, device
+    dvclive/        loss curves
+
+Multi-GPU: ``torchrun --nproc_per_node K -m lic.cli train ...`` (DistributedDataParallel; gloo on CPU).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from lic import paths
+from lic.codec import state_fingerprint
+from lic.data.prepare import load_manifest
+from lic.models import registry
+from lic.runinfo import git_sha, write_run_info
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+def run_dir(key: str, quality: int) -> Path:
+    return paths.CHECKPOINTS / key / f"q{quality}"
+
+
+# ----------------------------------------------------------------------------------------- recipe
+def recipe(params: dict, key: str, quality: int) -> dict:
+    """Everything that defines a training run: train section + the model's overrides, λ, kwargs."""
+    try:
+        model_params = params["models"][key]
+    except KeyError:
+        raise KeyError(f"params.yaml has no models.{key} section") from None
+    lambdas = model_params["lambdas"]
+    if not 1 <= quality <= len(lambdas):
+        raise ValueError(f"{key}: quality {quality} out of range 1..{len(lambdas)} (models.{key}.lambdas)")
+    train = {k: v for k, v in params["train"].items() if k not in ("qualities", "reference_models")}
+    unknown = set(model_params["train"]) - set(train)
+    if unknown:
+        raise KeyError(f"models.{key}.train overrides unknown train keys {sorted(unknown)}")
+    train.update(model_params["train"])
+    return {"model": key, "quality": quality, "metric": model_params["metric"], "lmbda": lambdas[quality - 1],
+            "kwargs": model_params["kwargs"], "train": train, "train_dataset": params["data"]["train"]}
+
+
+def recipe_hash(r: dict) -> str:
+    return hashlib.sha256(json.dumps(r, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# ------------------------------------------------------------------------------------------- data
+class StepCrops(Dataset):
+    """Item ``s`` is the batch of step ``s``: random crops + flips drawn from ``(seed, rank, s)``."""
+
+    def __init__(self, files: list[Path], batch_size: int, patch: int, seed: int, rank: int) -> None:
+        self.files, self.batch_size, self.patch, self.seed, self.rank = files, batch_size, patch, seed, rank
+        self._cache: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return 2**62
+
+    def _image(self, i: int) -> np.ndarray:
+        if i not in self._cache:
+            if len(self._cache) > 64:
+                self._cache.clear()
+            with Image.open(self.files[i]) as im:
+                self._cache[i] = np.asarray(im.convert("RGB"))
+        return self._cache[i]
+
+    def __getitem__(self, step: int) -> torch.Tensor:
+        rng = np.random.default_rng([self.seed, self.rank, step])
+        p = self.patch
+        out = np.empty((self.batch_size, p, p, 3), dtype=np.uint8)
+        for b in range(self.batch_size):
+            img = self._image(int(rng.integers(len(self.files))))
+            h, w = img.shape[:2]
+            if h < p or w < p:  # small images are edge-padded up to the patch
+                img = np.pad(img, ((0, max(0, p - h)), (0, max(0, p - w)), (0, 0)), mode="edge")
+                h, w = img.shape[:2]
+            y, x = int(rng.integers(h - p + 1)), int(rng.integers(w - p + 1))
+            crop = img[y:y + p, x:x + p]
+            if rng.random() < 0.5:
+                crop = crop[:, ::-1]
+            if rng.random() < 0.5:
+                crop = crop[::-1]
+            out[b] = crop
+        return torch.from_numpy(out).permute(0, 3, 1, 2).float().div_(255)
+
+
+# ------------------------------------------------------------------------------------------- loss
+class RateDistortionLoss(nn.Module):
+    """``λ·255²·MSE + bpp`` (metric "mse") or ``λ·(1 − MS-SSIM) + bpp`` (metric "ms-ssim")."""
+
+    def __init__(self, lmbda: float, metric: str = "mse") -> None:
+        super().__init__()
+        if metric not in ("mse", "ms-ssim"):
+            raise ValueError(f"unknown metric {metric!r}")
+        self.lmbda, self.metric = lmbda, metric
+
+    def forward(self, out: dict, x: torch.Tensor) -> dict:
+        n, _, h, w = x.shape
+        bpp = sum(torch.log(lk).sum() for lk in out["likelihoods"].values()) / (-math.log(2) * n * h * w)
+        mse = torch.mean((out["x_hat"] - x) ** 2)
+        if self.metric == "mse":
+            distortion = 255**2 * mse
+        else:
+            from pytorch_msssim import ms_ssim
+
+            distortion = 1 - ms_ssim(out["x_hat"].clamp(0, 1), x, data_range=1.0)
+        return {"loss": self.lmbda * distortion + bpp, "bpp": bpp, "mse": mse}
+
+
+def split_parameters(model: nn.Module) -> tuple[list, list]:
+    """Main parameters and the EntropyBottleneck quantiles (trained by the auxiliary optimizer)."""
+    main, aux = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (aux if name.endswith(".quantiles") else main).append(p)
+    return main, aux
+
+
+# ------------------------------------------------------------------------------------ checkpoints
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _rng_state() -> dict:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def _set_rng_state(s: dict) -> None:
+    random.setstate(s["python"])
+    np.random.set_state(s["numpy"])
+    torch.set_rng_state(s["torch"])
+    if s.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(s["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+# ------------------------------------------------------------------------------------------ train
+def _dist_info() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def train(key: str, quality: int, params: dict, out_dir: Path | None = None, *, progress: bool = True,
+          stop_after: int | None = None) -> Path:
+    """Train (or resume) ``key`` at ``quality``; return the path of the final ``model.pt``.
+
+    ``stop_after``: return after that many steps of this call (tests simulate a killed run).
+    """
+    r = recipe(params, key, quality)
+    t = r["train"]
+    out_dir = Path(out_dir or run_dir(key, quality))
+    rank, world = _dist_info()
+    device = torch.device(t["device"] if t["device"] != "cuda" or torch.cuda.is_available() else "cpu")
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    if rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    seed_everything(t["seed"] + rank)
+
+    model = registry.build(key, **r["kwargs"]).to(device)
+    main_params, aux_params = split_parameters(model)
+    optimizer = torch.optim.Adam(main_params, lr=t["lr"])
+    aux_optimizer = torch.optim.Adam(aux_params, lr=t["aux_lr"]) if aux_params else None
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=t["milestones"], gamma=t["lr_gamma"])
+    criterion = RateDistortionLoss(r["lmbda"], r["metric"])
+    rhash = recipe_hash(r)
+
+    start, resume_rng = 0, None
+    last = out_dir / "last.pt"
+    if last.exists():
+        state = torch.load(last, map_location=device, weights_only=False)
+        if state.get("recipe_hash") == rhash:
+            model.load_state_dict(state["state_dict"])
+            optimizer.load_state_dict(state["optimizer"])
+            if aux_optimizer is not None:
+                aux_optimizer.load_state_dict(state["aux_optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            start = state["step"]
+            resume_rng = state["rng"][rank] if isinstance(state["rng"], list) else state["rng"]
+            if rank == 0:
+                print(f"[train] {key} q{quality}: resumed from step {start} ({last})")
+        elif rank == 0:
+            stale = last.with_name(f"last.{state.get('recipe_hash', 'old')}.pt")
+            os.replace(last, stale)
+            print(f"[train] {key} q{quality}: the recipe changed; previous state kept as {stale.name}, starting over")
+
+    net: nn.Module = model
+    if world > 1:
+        ignore = [n for n, _ in model.named_parameters() if n.endswith(".quantiles")]
+        nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, ignore)
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    files = load_manifest(r["train_dataset"])
+    loader = DataLoader(StepCrops(files, t["batch_size"] // world, t["patch_size"], t["seed"], rank),
+                        batch_size=None, sampler=range(start, t["steps"]), num_workers=t["num_workers"],
+                        pin_memory=device.type == "cuda")
+
+    live = None
+    if rank == 0:
+        write_run_info(out_dir / "run.json", params=r, world_size=world, recipe_hash=rhash)
+        from dvclive import Live
+
+        live = Live(str(out_dir / "dvclive"), resume=start > 0, save_dvc_exp=False, dvcyaml=None,
+                    report=None)
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=t["steps"], initial=start, desc=f"{key} q{quality}", disable=not progress or rank != 0)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if t.get("bf16") and device.type == "cuda" else nullcontext()
+    step = start
+    net.train()
+    batches = iter(loader)  # creating the iterator draws from torch's RNG: restore the state after it
+    if resume_rng is not None:
+        _set_rng_state(resume_rng)
+    for batch in batches:
+        x = batch.to(device, non_blocking=True)
+        optimizer.zero_grad(set_to_none=True)
+        with autocast:
+            out = net(x)
+        losses = criterion({"x_hat": out["x_hat"].float(), "likelihoods": out["likelihoods"]}, x)
+        if not torch.isfinite(losses["loss"]):
+            bar.close()
+            kept = f"the last good checkpoint is {last} (step {_saved_step(last)})" if last.exists() else \
+                "no checkpoint was written yet"
+            raise TrainingDiverged(f"{key} q{quality}: loss is {losses['loss'].item()} at step {step}; "
+                                   f"training stopped, {kept}. Lower train.lr or check the data.")
+        losses["loss"].backward()
+        if t["clip_max_norm"] > 0:
+            torch.nn.utils.clip_grad_norm_(main_params, t["clip_max_norm"])
+        optimizer.step()
+        scheduler.step()
+        if aux_optimizer is not None:
+            aux_optimizer.zero_grad(set_to_none=True)
+            aux_loss = model.aux_loss()
+            grads = torch.autograd.grad(aux_loss, aux_params)
+            for p, g in zip(aux_params, grads):
+                if world > 1:
+                    dist.all_reduce(g)
+                    g /= world
+                p.grad = g
+            aux_optimizer.step()
+        step += 1
+        bar.update(1)
+        if live is not None and (step % t["log_every"] == 0 or step == t["steps"]):
+            for name in ("loss", "bpp", "mse"):
+                live.log_metric(f"train/{name}", losses[name].item())
+            live.log_metric("train/lr", scheduler.get_last_lr()[0])
+            live.step = step
+            live.next_step()
+        if step % t["checkpoint_every"] == 0 or step == t["steps"]:
+            _checkpoint(last, model, optimizer, aux_optimizer, scheduler, step, rhash, rank, world)
+        if stop_after is not None and step - start >= stop_after:
+            bar.close()
+            return last
+    bar.close()
+    if live is not None:
+        live.end()
+
+    final = out_dir / "model.pt"
+    if rank == 0:
+        model.eval()
+        model.update(force=True)
+        state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        record = {"model": key, "kwargs": r["kwargs"], "quality": quality, "state_dict": state_dict,
+                  "params": r, "git_sha": git_sha(), "updated": True,
+                  "fingerprint": state_fingerprint(state_dict), "steps": step, "world_size": world}
+        _atomic_save(record, final)
+    if world > 1:
+        dist.barrier()
+    return final
+
+
+def _saved_step(path: Path) -> int | str:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)["step"]
+    except Exception:
+        return "unknown"
+
+
+def _checkpoint(path, model, optimizer, aux_optimizer, scheduler, step, rhash, rank, world) -> None:
+    rng = _rng_state()
+    if world > 1:  # every rank's RNG state, so each resumes its own stream
+        gathered = [None] * world
+        dist.all_gather_object(gathered, rng)
+        rng = gathered
+    if rank == 0:
+        _atomic_save({"state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
+                      "aux_optimizer": aux_optimizer.state_dict() if aux_optimizer else None,
+                      "scheduler": scheduler.state_dict(), "step": step, "rng": rng,
+                      "recipe_hash": rhash}, path)
+    if world > 1:
+        dist.barrier()
+
+
+def main(key: str, quality: int, params: dict, progress: bool = True) -> Path:
+    """Entry point of ``lic train``: sets up torch.distributed when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    try:
+        return train(key, quality, params, progress=progress)
+    finally:
+        if world > 1 and dist.is_initialized():
+            dist.destroy_process_group()

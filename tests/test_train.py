@@ -1,0 +1,143 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from lic import train
+
+
+def _weights(path):
+    return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+
+
+def test_recipe_resolves_lambda_and_overrides(tiny_project):
+    _, params = tiny_project
+    r = train.recipe(params, "minnen2018-mean", 3)
+    assert r["lmbda"] == 0.0067 and r["metric"] == "mse" and r["kwargs"] == {"N": 16, "M": 24}
+    with pytest.raises(ValueError, match="quality 7 out of range"):
+        train.recipe(params, "minnen2018-mean", 7)
+    with pytest.raises(KeyError, match="no models.li2025-hpcm-base"):
+        train.recipe(params, "li2025-hpcm-base", 1)
+
+
+def test_checkpoint_record_is_complete(tiny_project):
+    root, _ = tiny_project
+    rec = torch.load(root / "checkpoints/minnen2018-mean/q6/model.pt", map_location="cpu", weights_only=False)
+    assert {"model", "kwargs", "quality", "state_dict", "params", "git_sha", "fingerprint"} <= set(rec)
+    assert rec["updated"] and rec["steps"] == 6 and rec["params"]["lmbda"] == 0.0483
+    run = json.loads((root / "checkpoints/minnen2018-mean/q6/run.json").read_text())
+    assert run["params"]["train"]["steps"] == 6 and run["versions"]["torch"]
+
+
+def test_interrupted_run_resumes_and_ends_identical(in_tiny_project, tmp_path):
+    _, params = in_tiny_project
+    full = train.train("minnen2018-mean", 2, params, tmp_path / "full", progress=False)
+    train.train("minnen2018-mean", 2, params, tmp_path / "cut", progress=False, stop_after=3)
+    state = torch.load(tmp_path / "cut/last.pt", map_location="cpu", weights_only=False)
+    assert state["step"] == 2  # checkpoint_every=2: at most that many steps are lost
+    resumed = train.train("minnen2018-mean", 2, params, tmp_path / "cut", progress=False)
+    a, b = _weights(full), _weights(resumed)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_changed_recipe_starts_over_and_keeps_the_old_state(in_tiny_project, tmp_path, capsys):
+    import copy
+
+    _, params = in_tiny_project
+    train.train("minnen2018-mean", 2, params, tmp_path / "r", progress=False, stop_after=2)
+    changed = copy.deepcopy(params)
+    changed["models"]["minnen2018-mean"]["lambdas"][1] = 0.004
+    train.train("minnen2018-mean", 2, changed, tmp_path / "r", progress=False)
+    assert "the recipe changed" in capsys.readouterr().out
+    assert len(list((tmp_path / "r").glob("last.*.pt"))) == 1
+    assert torch.load(tmp_path / "r/model.pt", weights_only=False)["params"]["lmbda"] == 0.004
+
+
+def test_killed_process_resumes_not_restarts(in_tiny_project):
+    root, _ = in_tiny_project
+    import yaml
+
+    proj = root.parent / "killproj2"
+    proj.mkdir(exist_ok=True)
+    raw = yaml.safe_load((root / "params.yaml").read_text())
+    raw["train"]["default"].update({"steps": 60, "checkpoint_every": 3})
+    (proj / "params.yaml").write_text(yaml.safe_dump(raw))
+    if not (proj / "data").exists():
+        os.symlink(root / "data", proj / "data")
+    env = {**os.environ, "LIC_ROOT": str(proj)}
+    cmd = [sys.executable, "-m", "lic.cli", "train", "minnen2018-mean", "--quality", "5", "--quiet"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = proj / "checkpoints/minnen2018-mean/q5/last.pt"
+    deadline = time.time() + 120
+    while not last.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    if proc.returncode == 0:
+        pytest.skip("training finished before it could be killed")
+    step_at_kill = torch.load(last, map_location="cpu", weights_only=False)["step"]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert f"resumed from step {step_at_kill}" in r.stdout
+    rec = torch.load(last.parent / "model.pt", map_location="cpu", weights_only=False)
+    assert rec["steps"] == 60
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(in_tiny_project, tmp_path, monkeypatch):
+    _, params = in_tiny_project
+    real_forward = train.RateDistortionLoss.forward
+    calls = {"n": 0}
+
+    def poisoned(self, out, x):
+        calls["n"] += 1
+        res = real_forward(self, out, x)
+        if calls["n"] == 4:
+            res["loss"] = res["loss"] * float("nan")
+        return res
+
+    monkeypatch.setattr(train.RateDistortionLoss, "forward", poisoned)
+    with pytest.raises(train.TrainingDiverged, match=r"loss is nan at step 3.*last good checkpoint .*step 2"):
+        train.train("minnen2018-mean", 1, params, tmp_path / "nan", progress=False)
+    assert torch.load(tmp_path / "nan/last.pt", weights_only=False)["step"] == 2
+    assert not (tmp_path / "nan/model.pt").exists()
+
+
+def test_rd_loss_by_hand():
+    x = torch.zeros(1, 3, 4, 4)
+    out = {"x_hat": torch.full_like(x, 0.1), "likelihoods": {"y": torch.full((1, 2, 2, 2), 0.5)}}
+    res = train.RateDistortionLoss(lmbda=0.01)(out, x)
+    # 8 symbols of 1 bit over 16 pixels = 0.5 bpp; MSE = 0.01 -> 0.01 * 255^2 * 0.01 = 6.5025
+    assert res["bpp"].item() == pytest.approx(0.5)
+    assert res["loss"].item() == pytest.approx(6.5025 + 0.5)
+
+
+def test_crops_are_a_function_of_the_step(tiny_project):
+    from lic.data.prepare import load_manifest  # noqa: F401
+    root, _ = tiny_project
+    files = sorted((root / "data/datasets/sample-train").glob("*.png"))
+    a = train.StepCrops(files, 2, 32, seed=0, rank=0)
+    b = train.StepCrops(files, 2, 32, seed=0, rank=0)
+    assert torch.equal(a[17], b[17]) and not torch.equal(a[17], a[18])
+    assert not torch.equal(a[17], train.StepCrops(files, 2, 32, seed=0, rank=1)[17])
+    assert a[0].shape == (2, 3, 32, 32)
+    big = train.StepCrops(files, 1, 512, seed=0, rank=0)[0]  # larger than the images: edge padded
+    assert big.shape == (1, 3, 512, 512)
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_gloo(in_tiny_project, tmp_path):
+    root, _ = in_tiny_project
+    env = {**os.environ, "LIC_ROOT": str(root), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "lic.cli", "train", "minnen2018-mean", "--quality", "3", "--quiet"]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    rec = torch.load(root / "checkpoints/minnen2018-mean/q3/model.pt", map_location="cpu", weights_only=False)
+    assert rec["world_size"] == 2 and rec["steps"] == 6
