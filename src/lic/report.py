@@ -82,3 +82,26 @@ def environment_table() -> pd.DataFrame:
     rows = {**{f"version: {k}": v for k, v in package_versions().items()},
             **{f"device: {k}": v for k, v in device_info().items()}, "git sha": git_sha()}
     return pd.DataFrame({"value": rows})
+
+
+def bitstream_check(models: list[str], datasets: list[str]) -> pd.DataFrame:
+    """Per (model, dataset, quality): mean bpp of the files, mean estimated bpp, their gap in percent
+    and whether every image decoded to the encoder's reconstruction (from the result files)."""
+    from lic.results import result_path
+
+    rows = []
+    for key in models:
+        for ds in datasets:
+            path = result_path(ds, key)
+            if not path.exists():
+                raise FileNotFoundError(f"{path} missing; run `dvc repro evaluate@{key}`")
+            doc = json.loads(path.read_text())
+            res = doc["results"]
+            for i, q in enumerate(res["quality"]):
+                per = [r for r in doc["per_image"] if r["quality"] == q]
+                rows.append({"model": key, "dataset": ds, "quality": q, "bpp": res["bpp"][i],
+                             "bpp_estimated": res["bpp_estimated"][i],
+                             "gap_percent": 100 * (res["bpp"][i] / res["bpp_estimated"][i] - 1),
+                             "decoded_exactly": all(r.get("decoded_exactly", False) for r in per),
+                             "psnr-rgb": res["psnr-rgb"][i]})
+    return pd.DataFrame(rows).set_index(["model", "dataset", "quality"])

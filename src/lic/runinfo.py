@@ -18,11 +18,16 @@ PACKAGES = ("lic-repro", "torch", "torchvision", "compressai", "numpy", "scikit-
 
 
 def git_sha(short: bool = False) -> str | None:
-    """The checkout's commit (suffixed ``-dirty`` when tracked files differ), or None outside git."""
+    """The commit of the code that runs (suffixed ``-dirty`` when tracked files differ), or None.
+
+    The package's own checkout is asked first (the code is what a result depends on), then the project root.
+    """
+    source = Path(__file__).resolve().parents[2]
+    repo = source if (source / ".git").exists() else paths.ROOT
     try:
-        args = ["git", "-C", str(paths.ROOT), "rev-parse"] + (["--short"] if short else []) + ["HEAD"]
+        args = ["git", "-C", str(repo), "rev-parse"] + (["--short"] if short else []) + ["HEAD"]
         sha = subprocess.run(args, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(paths.ROOT), "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
                                capture_output=True, text=True, check=True).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):

@@ -1,0 +1,207 @@
+"""Tables and figures comparing our results with published ones, rendered from result files only.
+
+Inputs are our result files (:mod:`lic.results`; located with its ``result_path``) and the
+transcribed references ``data/reference/<dataset>/<key>.json`` (:mod:`lic.reference`). Nothing is
+recomputed from images or models here.
+
+A curve (one entry of :func:`load_curves`) is ``{"key", "name", "origin": "ours"|"reference",
+"kind": "ours"|"anchor"|"learned", "meta", "results": {"bpp": [...], <metric>: [...]}}`` with
+``None`` values turned into NaN. When a curve has linear ``ms-ssim-rgb`` but no ``ms-ssim-db-rgb``,
+the dB list is derived as ``-10 log10(1 - MS-SSIM)`` point by point (of the averaged value).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from lic import paths, reference
+from lic import results as results_io
+from lic.bdrate import bd_rate
+
+METRIC_LABELS = {"psnr-rgb": "PSNR (RGB) [dB]", "ms-ssim-db-rgb": "MS-SSIM (RGB) [dB]",
+                 "ms-ssim-rgb": "MS-SSIM (RGB)"}
+PUBLISHED_SUFFIX = "-published"
+
+
+def _floats(values: Iterable) -> list[float]:
+    return [math.nan if v is None else float(v) for v in values]
+
+
+def _with_db(results: dict) -> dict:
+    out = {k: _floats(v) for k, v in results.items() if isinstance(v, list)
+           and all(x is None or isinstance(x, (int, float)) for x in v)}
+    if "ms-ssim-rgb" in out and "ms-ssim-db-rgb" not in out:
+        out["ms-ssim-db-rgb"] = [math.nan if math.isnan(m) else math.inf if m >= 1
+                                 else -10 * math.log10(1 - m) for m in out["ms-ssim-rgb"]]
+    return out
+
+
+def _result_files(dataset: str) -> dict[str, Path]:
+    """Our result files for ``dataset``, keyed by model key, wherever :func:`lic.results.result_path`
+    puts them (the layout is defined there, e.g. ``results/<key>/<dataset>.json``)."""
+    root = Path(paths.RESULTS)
+    pattern = results_io.result_path(dataset, "*").relative_to(root)
+    idx = next(i for i, part in enumerate(pattern.parts) if "*" in part)
+    prefix, suffix = pattern.parts[idx].split("*", 1)
+    found = {}
+    for path in sorted(root.glob(pattern.as_posix())):
+        part = path.relative_to(root).parts[idx]
+        found[part[len(prefix):len(part) - len(suffix)]] = path
+    return found
+
+
+def _our_curves(dataset: str) -> dict[str, dict]:
+    curves = {}
+    for key, path in _result_files(dataset).items():
+        try:
+            doc = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: not valid JSON ({exc}); re-run the stage that writes it") from exc
+        if "results" not in doc or "bpp" not in doc["results"]:
+            raise ValueError(f"{path}: no results.bpp; not a lic.results file")
+        meta = doc.get("meta", {})
+        # classical codecs we ran ourselves are anchors (grey in figures), learned models are "ours"
+        kind = meta.get("kind") or ("anchor" if "codec_version" in meta else "ours")
+        curves[key] = {"key": key, "name": doc.get("name", key), "origin": "ours",
+                       "kind": kind, "meta": meta, "results": _with_db(doc["results"])}
+    return curves
+
+
+def load_curves(dataset: str, ours: bool = True, references: bool = True) -> dict[str, dict]:
+    """Our curves on ``dataset`` followed by the published ones, keyed by registry key.
+
+    When one of our keys equals a reference key (e.g. our ``minnen2018-mean`` run and the paper
+    curve), ours keeps the key and the reference is renamed ``<key>-published``.
+    """
+    curves = _our_curves(dataset) if ours else {}
+    if references and (Path(paths.REFERENCE) / dataset).is_dir():
+        for row in reference.list_references(dataset):
+            doc = reference.load_reference(dataset, row["key"])
+            key = row["key"] if row["key"] not in curves else row["key"] + PUBLISHED_SUFFIX
+            curves[key] = {"key": key, "name": doc.get("name", key), "origin": "reference",
+                           "kind": doc.get("meta", {}).get("kind", "learned"),
+                           "meta": doc.get("meta", {}), "results": _with_db(doc["results"])}
+    return curves
+
+
+def _curve_points(curve: dict, metric: str) -> tuple[list[float], list[float]] | str:
+    res = curve["results"]
+    if metric not in res:
+        return f"no {metric!r} values"
+    return res["bpp"], res[metric]
+
+
+def bd_rate_table(curves: dict[str, dict], anchors: Sequence[str] = ("vtm", "bpg444"),
+                  metric: str = "psnr-rgb", method: str = "pchip", with_notes: bool = False) -> pd.DataFrame:
+    """BD-rate (%, negative = fewer bits) of every curve against each anchor.
+
+    Rows: every curve that has ``metric`` (index = key); columns: the anchors. A cell that cannot
+    be computed (anchor missing, too few points, no overlap, ...) is NaN, and the reason is kept in
+    ``df.attrs["reasons"][key][anchor]`` (and in a ``notes`` column when ``with_notes``). An
+    anchor's own row is 0.
+    """
+    anchors = tuple(anchors)
+    reasons: dict[str, dict[str, str]] = {}
+    table: dict[str, dict[str, float]] = {}
+    for key, curve in curves.items():
+        pts = _curve_points(curve, metric)
+        if isinstance(pts, str):
+            continue  # curve of another metric (e.g. PSNR-only paper curve in an MS-SSIM table)
+        row = {}
+        for anchor in anchors:
+            why = None
+            if anchor == key:
+                row[anchor] = 0.0
+                continue
+            if anchor not in curves:
+                why = f"anchor {anchor!r} not available for this dataset"
+            else:
+                apts = _curve_points(curves[anchor], metric)
+                if isinstance(apts, str):
+                    why = f"anchor {anchor!r} has {apts}"
+                else:
+                    try:
+                        row[anchor] = bd_rate(apts[0], apts[1], pts[0], pts[1], method=method)
+                    except ValueError as exc:
+                        why = str(exc)
+            if why is not None:
+                row[anchor] = math.nan
+                reasons.setdefault(key, {})[anchor] = why
+        table[key] = row
+    df = pd.DataFrame.from_dict(table, orient="index", columns=list(anchors))
+    df.index.name = "method"
+    df.columns.name = f"BD-rate % ({metric}, {method})"
+    if with_notes:
+        df["notes"] = ["; ".join(f"{a}: {r}" for a, r in reasons.get(k, {}).items()) for k in df.index]
+    df.attrs["reasons"] = reasons
+    df.attrs["metric"], df.attrs["method"] = metric, method
+    return df
+
+
+def rd_figure(curves: dict[str, dict], metric: str = "psnr-rgb", ax=None, keys: Sequence[str] | None = None,
+              title: str | None = None):
+    """RD plot: x = bpp, y = ``metric``. Ours solid with markers, published dashed, anchors grey.
+
+    Curves without ``metric`` are skipped. Returns the matplotlib Figure.
+    """
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(7, 5))
+    else:
+        fig = ax.figure
+    selected = [k for k in (keys or curves) if metric in curves[k]["results"]]
+    learned = [k for k in selected if curves[k]["kind"] != "anchor"]
+    colours = dict(zip(learned, sns.color_palette("tab10" if len(learned) <= 10 else "husl", len(learned))))
+    greys = ["0.45", "0.65", "0.3", "0.55", "0.75"]
+    n_anchor = 0
+    for key in selected:
+        curve = curves[key]
+        bpp, val = curve["results"]["bpp"], curve["results"][metric]
+        pts = sorted((b, v) for b, v in zip(bpp, val) if not (math.isnan(b) or math.isnan(v)))
+        if not pts:
+            continue
+        xs, ys = zip(*pts)
+        label = curve["name"] if curve["name"] == key else f"{curve['name']} [{key}]"
+        if curve["kind"] == "anchor":
+            ax.plot(xs, ys, linestyle="--", color=greys[n_anchor % len(greys)], linewidth=1.3, label=label)
+            n_anchor += 1
+        elif curve["origin"] == "ours":
+            ax.plot(xs, ys, linestyle="-", marker="o", markersize=4, linewidth=1.8, color=colours[key],
+                    label=f"{label} (ours)")
+        else:
+            ax.plot(xs, ys, linestyle="--", marker=".", linewidth=1.2, color=colours[key], label=label)
+    ax.set_xlabel("bpp")
+    ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+    ax.grid(True, alpha=0.3)
+    if title:
+        ax.set_title(title)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize="small")
+    return fig
+
+
+def complexity_table(records: Iterable[dict]) -> pd.DataFrame:
+    """Records of :func:`lic.complexity.complexity_record` as a table indexed by key.
+
+    Columns: ``params``, ``params_m`` (millions), ``kmacs_per_pixel``, ``input``, ``path``, ``tool``
+    (plus any other scalar fields of the records).
+    """
+    rows = [{k: v for k, v in r.items() if not isinstance(v, (dict, list))} for r in records]
+    if not rows:
+        return pd.DataFrame(columns=["params", "params_m", "kmacs_per_pixel", "input", "path", "tool"],
+                            index=pd.Index([], name="key"))
+    missing = [i for i, r in enumerate(rows) if "key" not in r]
+    if missing:
+        raise ValueError(f"complexity records {missing} have no 'key'")
+    df = pd.DataFrame(rows).set_index("key")
+    if "params" in df:
+        df.insert(df.columns.get_loc("params") + 1, "params_m", df["params"] / 1e6)
+    first = [c for c in ("params", "params_m", "kmacs_per_pixel", "input", "path", "tool") if c in df]
+    return df[first + [c for c in df.columns if c not in first]]
