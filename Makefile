@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed-stamp
 export PATH := $(BIN):$(PATH)
 export PYTHONHASHSEED := 0
 
-.PHONY: install repro test unit notebooks clean-outputs
+.PHONY: install repro test unit notebooks clean-outputs system-deps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,13 +22,30 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-repro: install
+# The classical-codec anchors' tools (lic.anchors, docs/anchors.md). Installed with apt-get when
+# running as root and one is missing; otherwise (or if apt-get fails) a warning, and the anchors
+# whose binary is missing are skipped. BPG and VTM have no Debian package (see docs/anchors.md).
+SYSTEM_BINARIES := ffmpeg cwebp dwebp avifenc avifdec cjxl djxl
+SYSTEM_PACKAGES := ffmpeg webp libavif-bin libjxl-tools
+
+system-deps:
+	@missing=""; for b in $(SYSTEM_BINARIES); do command -v $$b >/dev/null 2>&1 || missing="$$missing $$b"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "system-deps: missing$$missing; apt-get install $(SYSTEM_PACKAGES)"; \
+	  if apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES); then exit 0; fi; \
+	  echo "WARNING: system-deps: apt-get failed; the anchors needing$$missing will be skipped" >&2; \
+	else \
+	  echo "WARNING: system-deps: missing$$missing and not root with apt-get; the anchors needing them will be skipped (install: apt-get install $(SYSTEM_PACKAGES))" >&2; \
+	fi
+
+repro: install system-deps
 	$(BIN)/dvc repro
 
-unit: install
+unit: install system-deps
 	$(BIN)/python -m pytest tests
 
-notebooks: install
+notebooks: install system-deps
 	$(BIN)/dvc repro
 	$(BIN)/python -m pytest --nbmake notebooks
 

@@ -105,7 +105,7 @@ def project_root(tmp_path: Path, monkeypatch) -> Path:
 
 
 # --------------------------------------------------------------------------- tiny training project
-TINY_OVERRIDES = {"steps": 6, "batch_size": 2, "patch_size": 64, "lr": 1e-3, "milestones": [5],
+TINY_OVERRIDES = {"base_steps": 4, "steps": 6, "batch_size": 2, "patch_size": 64, "lr": 1e-3, "milestones": [5],
                   "checkpoint_every": 2, "log_every": 2, "num_workers": 0, "device": "cpu"}
 
 
@@ -152,6 +152,7 @@ def tiny_project(tmp_path_factory):
         params = make_tiny_project(root)
         for ds in ("sample", "sample-train"):
             prepare.write_manifest(ds)
+        train.train("minnen2018-mean", "base", params, progress=False)
         for q in (1, 6):
             train.train("minnen2018-mean", q, params, progress=False)
     finally:

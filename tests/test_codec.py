@@ -49,6 +49,17 @@ def test_real_bits_close_to_estimate(loaded):
     enc = codec.encode(loaded, img)
     # a 6-step model codes many outliers with escape codes, so the gap is wider than for trained models
     assert len(enc.data) * 8 == pytest.approx(enc.bits_estimated, rel=0.25)
+    assert 0 <= enc.bits_capped <= enc.bits_estimated
+
+
+def test_capped_bits_count_symbols_at_the_likelihood_bound():
+    class Fixed(torch.nn.Module):
+        def forward(self, x):
+            return {"likelihoods": {"y": torch.tensor([0.5, 0.25, 1e-9, 1e-9])}}
+
+    bits, capped = codec.estimate_bits(Fixed(), torch.zeros(1))
+    c = -np.log2(1e-9)
+    assert bits == pytest.approx(1 + 2 + 2 * c, rel=1e-6) and capped == pytest.approx(2 * c, rel=1e-6)
 
 
 def test_other_checkpoint_is_refused(in_tiny_project, loaded):

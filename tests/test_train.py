@@ -71,6 +71,8 @@ def test_killed_process_resumes_not_restarts(in_tiny_project):
     (proj / "params.yaml").write_text(yaml.safe_dump(raw))
     if not (proj / "data").exists():
         os.symlink(root / "data", proj / "data")
+        (proj / "checkpoints/minnen2018-mean").mkdir(parents=True)
+        os.symlink(root / "checkpoints/minnen2018-mean/base", proj / "checkpoints/minnen2018-mean/base")
     env = {**os.environ, "LIC_ROOT": str(proj)}
     cmd = [sys.executable, "-m", "lic.cli", "train", "minnen2018-mean", "--quality", "5", "--quiet"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -116,6 +118,19 @@ def test_rd_loss_by_hand():
     # 8 symbols of 1 bit over 16 pixels = 0.5 bpp; MSE = 0.01 -> 0.01 * 255^2 * 0.01 = 6.5025
     assert res["bpp"].item() == pytest.approx(0.5)
     assert res["loss"].item() == pytest.approx(6.5025 + 0.5)
+
+
+def test_base_run_and_missing_base(in_tiny_project, tmp_path, monkeypatch):
+    root, params = in_tiny_project
+    base = torch.load(root / "checkpoints/minnen2018-mean/base/model.pt", weights_only=False)
+    assert base["quality"] == "base" and base["steps"] == 4 and base["params"]["lmbda"] == 0.013
+    q1 = torch.load(root / "checkpoints/minnen2018-mean/q1/model.pt", weights_only=False)
+    assert q1["params"]["init_fingerprint"] == base["fingerprint"].hex()
+    from lic import paths
+
+    monkeypatch.setattr(paths, "CHECKPOINTS", tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match="--base"):
+        train.train("minnen2018-mean", 2, params, tmp_path / "x", progress=False)
 
 
 def test_crops_are_a_function_of_the_step(tiny_project):

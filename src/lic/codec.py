@@ -75,7 +75,9 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> LoadedModel:
     if not record.get("updated", False):
         model.update(force=True)  # an intermediate (training) checkpoint: build the CDF tables now
     fp = record.get("fingerprint") or state_fingerprint(model.state_dict())
-    return LoadedModel(model, record["model"], int(record.get("quality", 0)), bytes(fp), record)
+    quality = record.get("quality", 0)
+    quality = quality if isinstance(quality, int) else 0  # 0: the shared initialisation ("base")
+    return LoadedModel(model, record["model"], quality, bytes(fp), record)
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -124,12 +126,25 @@ class Encoded:
     reconstruction: np.ndarray  # what the decoder will output, (H, W, 3) uint8
     bits_estimated: float       # -log2 likelihoods of the model's forward, over the padded image
     encoding_time: float
+    bits_capped: float = float("nan")  # the part of bits_estimated at the likelihood bound
+
+
+LIKELIHOOD_BOUND = 1e-9  # CompressAI's likelihood lower bound: a symbol can cost at most ~29.9 bits
 
 
 @torch.no_grad()
-def estimate_bits(model: torch.nn.Module, x_padded: torch.Tensor) -> float:
+def estimate_bits(model: torch.nn.Module, x_padded: torch.Tensor) -> tuple[float, float]:
+    """(bits, capped_bits): -log2 of the likelihoods of an eval-mode forward, and the part of them
+    spent on symbols whose likelihood sits at the lower bound. The entropy coder codes such outliers
+    with escape codes, far cheaper than the capped ~30 bits, so a model with many of them (an
+    under-trained one) writes files smaller than its estimate."""
     out = model(x_padded)
-    return float(sum((-torch.log2(lk)).sum() for lk in out["likelihoods"].values()))
+    bits = capped = 0.0
+    for lk in out["likelihoods"].values():
+        b = -torch.log2(lk)
+        bits += float(b.sum())
+        capped += float(b[lk <= LIKELIHOOD_BOUND * 1.001].sum())
+    return bits, capped
 
 
 @torch.no_grad()
@@ -152,8 +167,8 @@ def encode(loaded: LoadedModel, img: np.ndarray, *, estimate: bool = True) -> En
         torch.cuda.synchronize()
     enc_time = time.perf_counter() - t0
     recon = _decode_streams(loaded, bs)
-    bits = estimate_bits(model, x) if estimate else float("nan")
-    return Encoded(data, recon, bits, enc_time)
+    bits, capped = estimate_bits(model, x) if estimate else (float("nan"), float("nan"))
+    return Encoded(data, recon, bits, enc_time, capped)
 
 
 def _decode_streams(loaded: LoadedModel, bs: Bitstream) -> np.ndarray:

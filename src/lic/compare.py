@@ -170,7 +170,8 @@ def rd_figure(curves: dict[str, dict], metric: str = "psnr-rgb", ax=None, keys: 
         xs, ys = zip(*pts)
         label = curve["name"] if curve["name"] == key else f"{curve['name']} [{key}]"
         if curve["kind"] == "anchor":
-            ax.plot(xs, ys, linestyle="--", color=greys[n_anchor % len(greys)], linewidth=1.3, label=label)
+            ax.plot(xs, ys, linestyle="--", color=greys[n_anchor % len(greys)], linewidth=1.3, label=label,
+                    marker="svD^x+"[n_anchor % 6], markersize=3.5)
             n_anchor += 1
         elif curve["origin"] == "ours":
             ax.plot(xs, ys, linestyle="-", marker="o", markersize=4, linewidth=1.8, color=colours[key],

@@ -65,11 +65,12 @@ SCHEMA: dict[str, Any] = {
     "train": {
         "qualities": ListOf(int),          # the DVC matrix's quality axis (same for both profiles)
         "reference_models": ListOf(str),   # models trained by the generic stage train_reference
+        "base_quality": int,               # the lambda of the shared initialisation (train.<profile>.base_steps)
         "seed": int,
         "clip_max_norm": NUMBER,
         "aux_lr": NUMBER,
         "lr_gamma": NUMBER,
-        "profiles": Profiled({"device": str, "steps": int, "batch_size": int, "patch_size": int,
+        "profiles": Profiled({"device": str, "base_steps": int, "steps": int, "batch_size": int, "patch_size": int,
                               "lr": NUMBER, "milestones": ListOf(int), "checkpoint_every": int,
                               "log_every": int, "num_workers": int, "bf16": bool}),
     },
@@ -81,7 +82,9 @@ SCHEMA: dict[str, Any] = {
     "evaluate": {
         "models": ListOf(str),
         "estimate_bpp": bool,
+        "profiles": Profiled({"max_bpp_gap_percent": NUMBER}),
     },
+    "anchors": {"codecs": ListOf(str), "sweeps": MapOf(ListOf(NUMBER))},  # classical codecs, lic.anchors
 }
 
 

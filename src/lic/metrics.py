@@ -46,8 +46,8 @@ def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
 
     if min(a.shape[:2]) < MSSSIM_MIN_SIDE:
         return float("nan")
-    ta = torch.from_numpy(a).permute(2, 0, 1)[None].double()
-    tb = torch.from_numpy(b).permute(2, 0, 1)[None].double()
+    ta = torch.from_numpy(np.array(a, copy=True)).permute(2, 0, 1)[None].double()
+    tb = torch.from_numpy(np.array(b, copy=True)).permute(2, 0, 1)[None].double()
     return float(_ms_ssim(ta, tb, data_range=255.0))
 
 

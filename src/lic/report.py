@@ -102,6 +102,8 @@ def bitstream_check(models: list[str], datasets: list[str]) -> pd.DataFrame:
                 rows.append({"model": key, "dataset": ds, "quality": q, "bpp": res["bpp"][i],
                              "bpp_estimated": res["bpp_estimated"][i],
                              "gap_percent": 100 * (res["bpp"][i] / res["bpp_estimated"][i] - 1),
+                             "capped_percent": 100 * (res.get("bpp_estimated_capped", [float("nan")] * (i + 1))[i]
+                                                      or 0.0) / res["bpp_estimated"][i],
                              "decoded_exactly": all(r.get("decoded_exactly", False) for r in per),
                              "psnr-rgb": res["psnr-rgb"][i]})
     return pd.DataFrame(rows).set_index(["model", "dataset", "quality"])

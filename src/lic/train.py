@@ -45,18 +45,30 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
 
 
-def run_dir(key: str, quality: int) -> Path:
-    return paths.CHECKPOINTS / key / f"q{quality}"
+BASE = "base"
+
+
+def run_dir(key: str, quality: int | str) -> Path:
+    """``checkpoints/<key>/q<quality>``, or ``checkpoints/<key>/base`` for the shared initialisation."""
+    return paths.CHECKPOINTS / key / (BASE if quality == BASE else f"q{quality}")
 
 
 # ----------------------------------------------------------------------------------------- recipe
-def recipe(params: dict, key: str, quality: int) -> dict:
-    """Everything that defines a training run: train section + the model's overrides, λ, kwargs."""
+def recipe(params: dict, key: str, quality: int | str) -> dict:
+    """Everything that defines a training run: train section + the model's overrides, λ, kwargs.
+
+    ``quality="base"`` is the shared initialisation every quality starts from: ``train.base_steps``
+    steps at the λ of ``train.base_quality`` (0 steps: the seeded random initialisation itself, i.e.
+    every quality trains from scratch, as in the papers).
+    """
     try:
         model_params = params["models"][key]
     except KeyError:
         raise KeyError(f"params.yaml has no models.{key} section") from None
     lambdas = model_params["lambdas"]
+    base = quality == BASE
+    if base:
+        quality = params["train"]["base_quality"]
     if not 1 <= quality <= len(lambdas):
         raise ValueError(f"{key}: quality {quality} out of range 1..{len(lambdas)} (models.{key}.lambdas)")
     train = {k: v for k, v in params["train"].items() if k not in ("qualities", "reference_models")}
@@ -64,7 +76,9 @@ def recipe(params: dict, key: str, quality: int) -> dict:
     if unknown:
         raise KeyError(f"models.{key}.train overrides unknown train keys {sorted(unknown)}")
     train.update(model_params["train"])
-    return {"model": key, "quality": quality, "metric": model_params["metric"], "lmbda": lambdas[quality - 1],
+    if base:
+        train.update(steps=train["base_steps"], milestones=[])
+    return {"model": key, "quality": BASE if base else quality, "metric": model_params["metric"], "lmbda": lambdas[quality - 1],
             "kwargs": model_params["kwargs"], "train": train, "train_dataset": params["data"]["train"]}
 
 
@@ -186,6 +200,14 @@ def train(key: str, quality: int, params: dict, out_dir: Path | None = None, *, 
     t = r["train"]
     out_dir = Path(out_dir or run_dir(key, quality))
     rank, world = _dist_info()
+    init = None
+    if quality != BASE:  # every quality starts from the shared initialisation (see recipe)
+        init_path = run_dir(key, BASE) / "model.pt"
+        if not init_path.exists():
+            raise FileNotFoundError(f"{init_path} missing: run `lic train {key} --base` (the stage "
+                                    f"train_reference_base@{key}) first")
+        init = torch.load(init_path, map_location="cpu", weights_only=False)
+        r["init_fingerprint"] = init["fingerprint"].hex()
     device = torch.device(t["device"] if t["device"] != "cuda" or torch.cuda.is_available() else "cpu")
     if world > 1 and device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
@@ -195,6 +217,8 @@ def train(key: str, quality: int, params: dict, out_dir: Path | None = None, *, 
     seed_everything(t["seed"] + rank)
 
     model = registry.build(key, **r["kwargs"]).to(device)
+    if init is not None:
+        model.load_state_dict(init["state_dict"])
     main_params, aux_params = split_parameters(model)
     optimizer = torch.optim.Adam(main_params, lr=t["lr"])
     aux_optimizer = torch.optim.Adam(aux_params, lr=t["aux_lr"]) if aux_params else None
@@ -279,11 +303,11 @@ def train(key: str, quality: int, params: dict, out_dir: Path | None = None, *, 
         step += 1
         bar.update(1)
         if live is not None and (step % t["log_every"] == 0 or step == t["steps"]):
+            live.step = step
             for name in ("loss", "bpp", "mse"):
                 live.log_metric(f"train/{name}", losses[name].item())
             live.log_metric("train/lr", scheduler.get_last_lr()[0])
-            live.step = step
-            live.next_step()
+            live.make_summary()
         if step % t["checkpoint_every"] == 0 or step == t["steps"]:
             _checkpoint(last, model, optimizer, aux_optimizer, scheduler, step, rhash, rank, world)
         if stop_after is not None and step - start >= stop_after:

@@ -15,7 +15,7 @@ Args:
     N: channels of the transforms (128 in CompressAI's qualities 1-5, 192 above).
     M: channels of the latent y (192; 320 above quality 5).
 
-Deviations: the default profile trains N=64, M=96 on CPU (params.yaml ``models.minnen2018-mean``).
+Deviations: the default profile trains N=48, M=64 on CPU (params.yaml ``models.minnen2018-mean``).
 """
 
 from __future__ import annotations

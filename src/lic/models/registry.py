@@ -38,13 +38,26 @@ def register(key: str, *, description: str, citation: str, pad_multiple: int, **
     return wrap
 
 
-def _load_all() -> None:
-    # Importing a paper module registers its models.
-    from lic.models import minnen2018  # noqa: F401
+#: One module per paper; importing it registers its models.
+PAPER_MODULES = ("minnen2018", "hpcm", "tinylic", "tcm", "cgoo")
+
+
+def _load_all(until: str | None = None) -> None:
+    """Import the paper modules (stopping early once ``until`` is registered)."""
+    import importlib
+
+    for name in PAPER_MODULES:
+        if until is not None and until in MODELS:
+            return
+        try:
+            importlib.import_module(f"lic.models.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"lic.models.{name}":  # a missing dependency inside the module is an error
+                raise
 
 
 def get(key: str) -> ModelSpec:
-    _load_all()
+    _load_all(until=key)
     try:
         return MODELS[key]
     except KeyError:
