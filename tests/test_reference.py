@@ -140,7 +140,32 @@ SPOT_TABLES = [
     ("mlic-bd-table", "MLIC++", {"bd_rate_pct_kodak": -13.39, "bd_rate_pct_tecnick": -17.59,
                                  "bd_rate_pct_clic2020-professional-valid": -13.08}),
     ("mlic-bd-table", "ELIC", {"bd_rate_pct_kodak": -5.95, "bd_rate_pct_tecnick": None}),
+    # tcm-cgoo.md §2.3 (CGOO supplement Table 3, Kodak vs BPG)
+    ("cgoo-suppl-table-3", "Ours", {"bd_rate_pct_kodak": -35.21}),
+    ("cgoo-suppl-table-3", "Liu (CVPR-23)", {"bd_rate_pct_kodak": -33.23}),
+    ("cgoo-suppl-table-3", "Zou (CVPR-22)", {"bd_rate_pct_kodak": -36.84}),
+    ("cgoo-suppl-table-3", "Cheng (CVPR-20)", {"bd_rate_pct_kodak": -25.76}),
 ]
+
+# (table, row filter, cells): tables whose rows are not unique by model alone
+# (tinylic.md §8.3 NIC table and §9/§10; tcm-cgoo.md §2.3 MSC/DDT layers).
+SPOT_TABLE_ROWS = [
+    ("tinylic-suppl-table-3", {"model": "TinyLIC", "class": "Ave."}, {"bd_rate_pct_high": -22.8, "bd_rate_pct_low": -27.0}),
+    ("tinylic-suppl-table-3", {"model": "VVC Intra", "class": "C"}, {"bd_rate_pct_high": -22.4, "bd_rate_pct_low": -28.8}),
+    ("tinylic-suppl-table-4", {"dataset": "Kodak"}, {"bd_rate_pct_high": 0.62, "bd_rate_pct_low": 0.87}),
+    ("tinylic-suppl-table-5", {"dataset": "Kodak"}, {"bd_rate_pct_high": -1.73, "bd_rate_pct_low": -2.19}),
+    ("cgoo-suppl-table-1", {"model": "MSC Decoder", "layer": 7}, {"in_ch": 256, "out_ch": 320, "flag": "nb"}),
+    ("cgoo-suppl-table-2", {"model": "DDT Encoder", "layer": 7}, {"in_ch": 99, "out_ch": 9}),
+    ("tinylic-suppl-table-1", {"model": "Context Prediction"}, {"layers": ["Masked: k3c384s1"] * 3}),
+]
+
+
+@pytest.mark.parametrize("name, where, cells", SPOT_TABLE_ROWS)
+def test_table_row_spot_values(name, where, cells):
+    rows = [r for r in reference.load_table(name)["rows"] if all(r.get(k) == v for k, v in where.items())]
+    assert len(rows) == 1
+    for col, value in cells.items():
+        assert rows[0][col] == value, col
 
 
 @pytest.mark.parametrize("name, model, cells", SPOT_TABLES)
@@ -154,6 +179,8 @@ def test_table_spot_values(name, model, cells):
 def test_table_anchor_recorded():
     assert "VTM-22" in reference.load_table("hpcm-table1")["anchor"]
     assert "VTM-17" in reference.load_table("mlic-bd-table")["anchor"]
+    assert "BPG" in reference.load_table("cgoo-suppl-table-3")["anchor"]
+    assert reference.load_table("tinylic-suppl-table-3")["anchor"] == "BPG"
 
 
 def test_list_references_rows():

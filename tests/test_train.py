@@ -1,3 +1,4 @@
+import copy
 import json
 import os
 import signal
@@ -74,9 +75,9 @@ def test_killed_process_resumes_not_restarts(in_tiny_project):
         (proj / "checkpoints/minnen2018-mean").mkdir(parents=True)
         os.symlink(root / "checkpoints/minnen2018-mean/base", proj / "checkpoints/minnen2018-mean/base")
     env = {**os.environ, "LIC_ROOT": str(proj)}
-    cmd = [sys.executable, "-m", "lic.cli", "train", "minnen2018-mean", "--quality", "5", "--quiet"]
+    cmd = [sys.executable, "-m", "lic.cli", "train", "minnen2018-mean", "--quality", "4", "--quiet"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    last = proj / "checkpoints/minnen2018-mean/q5/last.pt"
+    last = proj / "checkpoints/minnen2018-mean/q4/last.pt"
     deadline = time.time() + 120
     while not last.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.1)
@@ -151,8 +152,22 @@ def test_ddp_two_processes_gloo(in_tiny_project, tmp_path):
     root, _ = in_tiny_project
     env = {**os.environ, "LIC_ROOT": str(root), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "lic.cli", "train", "minnen2018-mean", "--quality", "3", "--quiet"]
+           "-m", "lic.cli", "train", "minnen2018-mean", "--quality", "4", "--quiet"]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
-    rec = torch.load(root / "checkpoints/minnen2018-mean/q3/model.pt", map_location="cpu", weights_only=False)
+    rec = torch.load(root / "checkpoints/minnen2018-mean/q4/model.pt", map_location="cpu", weights_only=False)
     assert rec["world_size"] == 2 and rec["steps"] == 6
+
+
+def test_quality_not_trained_by_the_profile_writes_a_placeholder(in_tiny_project, tmp_path):
+    _, params = in_tiny_project
+    inactive = next(q for q in params["train"]["qualities"] if q not in params["train"]["active_qualities"])
+    path = train.main("minnen2018-mean", inactive, params, progress=False)
+    rec = torch.load(path, weights_only=False)
+    assert rec["inactive"] is True and "state_dict" not in rec
+    assert (path.parent / "run.json").exists() and (path.parent / "dvclive").is_dir()
+    # a later real run (another profile) ignores the placeholder state and trains from the start
+    active = copy.deepcopy(params)
+    active["train"]["active_qualities"].append(inactive)
+    final = train.main("minnen2018-mean", inactive, active, progress=False)
+    assert torch.load(final, weights_only=False)["steps"] == params["train"]["steps"]

@@ -620,6 +620,7 @@ def evaluate_codec(name: str, dataset: str, params: dict, workdir: str | Path | 
     codec = get(name)
     codec.require()
     qualities = sweep(name, params)
+    visual = set(params.get("evaluate", {}).get("visual_images", []))  # decoded images kept for figures
     files = load_manifest(dataset)
     if not files:
         raise FileNotFoundError(f"dataset {dataset!r} has no images")
@@ -634,6 +635,8 @@ def evaluate_codec(name: str, dataset: str, params: dict, workdir: str | Path | 
                 with Image.open(f) as im:
                     img = np.array(im.convert("RGB"))
                 m = codec.measure(img, q, tmp)
+                if Path(f).stem in visual:
+                    results.save_reconstruction(name, dataset, q, Path(f).stem, m.reconstruction)
                 h, w = img.shape[:2]
                 rows.append({"image": Path(f).stem, "quality": q, "bytes": m.bytes, "pixels": h * w,
                              "bpp": m.bytes * 8 / (h * w), "bpp_estimated": None,

@@ -144,6 +144,16 @@ def _cmd_anchors(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from lic import bench
+    from lic.config import load_params
+
+    params = load_params(profile=args.profile)
+    path = bench.run(params, device=args.device, models=args.models or None, out=args.out, progress=not args.quiet)
+    print(f"[bench] {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lic", description="lic-repro: learned image compression "
                                      "replications (HPCM, TinyLIC, TCM/CGOO)")
@@ -198,6 +208,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", choices=["default", "paper"], default=None)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_anchors)
+
+    p = sub.add_parser("bench", help="coding time (T_Net/T_AC) and training speed of bench.models -> JSON")
+    p.add_argument("--profile", choices=["default", "paper"], default=None)
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
+    p.add_argument("--models", nargs="*", help="registry keys (default: bench.models)")
+    p.add_argument("--out", default=None, help="output JSON (default: results/bench/<profile>-<device>.json)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("notebook", help="execute notebooks/NAME.ipynb with papermill into reports/NAME/")
     p.add_argument("name")

@@ -65,12 +65,16 @@ SCHEMA: dict[str, Any] = {
     "train": {
         "qualities": ListOf(int),          # the DVC matrix's quality axis (same for both profiles)
         "reference_models": ListOf(str),   # models trained by the generic stage train_reference
+        "hpcm_models": ListOf(str),        # train_hpcm (lic.models.hpcm)
+        "tinylic_models": ListOf(str),     # train_tinylic (lic.models.tinylic*)
+        "tcm_models": ListOf(str),         # train_tcm (lic.models.tcm*)
+        "cgoo_models": ListOf(str),        # train_cgoo (lic.models.cgoo*)
         "base_quality": int,               # the lambda of the shared initialisation (train.<profile>.base_steps)
         "seed": int,
         "clip_max_norm": NUMBER,
         "aux_lr": NUMBER,
         "lr_gamma": NUMBER,
-        "profiles": Profiled({"device": str, "base_steps": int, "steps": int, "batch_size": int, "patch_size": int,
+        "profiles": Profiled({"active_qualities": ListOf(int), "device": str, "base_steps": int, "steps": int, "batch_size": int, "patch_size": int,
                               "lr": NUMBER, "milestones": ListOf(int), "checkpoint_every": int,
                               "log_every": int, "num_workers": int, "bf16": bool}),
     },
@@ -82,9 +86,15 @@ SCHEMA: dict[str, Any] = {
     "evaluate": {
         "models": ListOf(str),
         "estimate_bpp": bool,
-        "profiles": Profiled({"max_bpp_gap_percent": NUMBER}),
+        "profiles": Profiled({"max_bpp_gap_percent": NUMBER, "visual_images": ListOf(str)}),
     },
     "anchors": {"codecs": ListOf(str), "sweeps": MapOf(ListOf(NUMBER))},  # classical codecs, lic.anchors
+    "bench": {  # lic.bench: coding time (HPCM Table C) and training speed (Table A)
+        "models": ListOf(str),
+        "quality": int,
+        "profiles": Profiled({"images": int, "warmup": int, "repeats": int, "train_batch": int, "train_patch": int,
+                              "train_steps": int, "train_warmup": int, "bf16": bool}),
+    },
 }
 
 

@@ -21,7 +21,7 @@ from lic.codec import decode, encode, load_checkpoint, read_image
 from lic.data.prepare import load_manifest
 from lic.metrics import image_metrics
 from lic.models import registry
-from lic.results import write_results
+from lic.results import save_reconstruction, write_results
 from lic.runinfo import run_info
 from lic.train import run_dir
 
@@ -32,7 +32,7 @@ class DecoderMismatch(RuntimeError):
 
 def evaluate_model(key: str, dataset: str, params: dict, *, qualities: list[int] | None = None,
                    checkpoints: dict[int, Path] | None = None, progress: bool = True) -> Path:
-    qualities = qualities or params["train"]["qualities"]
+    qualities = qualities or params["train"]["active_qualities"]
     files = load_manifest(dataset)
     rows = []
     from tqdm.auto import tqdm
@@ -56,6 +56,8 @@ def evaluate_model(key: str, dataset: str, params: dict, *, qualities: list[int]
             if not np.array_equal(recon, enc.reconstruction):
                 raise DecoderMismatch(f"{key} q{q} {f.name}: the decoder's image differs from the encoder's "
                                       f"({int((recon != enc.reconstruction).sum())} values)")
+            if f.stem in params["evaluate"]["visual_images"]:
+                save_reconstruction(key, dataset, q, f.stem, recon)
             pixels = img.shape[0] * img.shape[1]
             rows.append({"image": f.stem, "quality": q, "bytes": nbytes, "pixels": pixels,
                          "bpp": nbytes * 8 / pixels, "bpp_estimated": enc.bits_estimated / pixels,

@@ -31,6 +31,20 @@ def result_path(dataset: str, key: str) -> Path:
     return paths.RESULTS / key / f"{dataset}.json"
 
 
+def reconstruction_path(key: str, dataset: str, quality, image: str) -> Path:
+    """Where evaluation keeps the decoded image of one of ``evaluate.visual_images`` (for the figures)."""
+    return paths.RESULTS / key / "recon" / dataset / f"q{quality}" / f"{image}.png"
+
+
+def save_reconstruction(key: str, dataset: str, quality, image: str, recon) -> Path:
+    from PIL import Image
+
+    path = reconstruction_path(key, dataset, quality, image)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(recon).save(path)
+    return path
+
+
 def _mean(values: list) -> float | None:
     vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
     return sum(vals) / len(vals) if vals else None

@@ -46,6 +46,9 @@ class TrainingDiverged(RuntimeError):
 
 
 BASE = "base"
+#: keys of the train section that list what to train rather than how
+NOT_RECIPE = ("qualities", "active_qualities", "reference_models", "hpcm_models", "tinylic_models",
+              "tcm_models", "cgoo_models")
 
 
 def run_dir(key: str, quality: int | str) -> Path:
@@ -71,7 +74,7 @@ def recipe(params: dict, key: str, quality: int | str) -> dict:
         quality = params["train"]["base_quality"]
     if not 1 <= quality <= len(lambdas):
         raise ValueError(f"{key}: quality {quality} out of range 1..{len(lambdas)} (models.{key}.lambdas)")
-    train = {k: v for k, v in params["train"].items() if k not in ("qualities", "reference_models")}
+    train = {k: v for k, v in params["train"].items() if k not in NOT_RECIPE}
     unknown = set(model_params["train"]) - set(train)
     if unknown:
         raise KeyError(f"models.{key}.train overrides unknown train keys {sorted(unknown)}")
@@ -230,7 +233,9 @@ def train(key: str, quality: int, params: dict, out_dir: Path | None = None, *, 
     last = out_dir / "last.pt"
     if last.exists():
         state = torch.load(last, map_location=device, weights_only=False)
-        if state.get("recipe_hash") == rhash:
+        if state.get("inactive"):  # the placeholder of a profile that did not train this quality
+            last.unlink()
+        elif state.get("recipe_hash") == rhash:
             model.load_state_dict(state["state_dict"])
             optimizer.load_state_dict(state["optimizer"])
             if aux_optimizer is not None:
@@ -353,8 +358,38 @@ def _checkpoint(path, model, optimizer, aux_optimizer, scheduler, step, rhash, r
         dist.barrier()
 
 
+def is_active(params: dict, quality: int | str) -> bool:
+    """Whether the profile trains ``quality`` (``train.<profile>.active_qualities``; the base always)."""
+    return quality == BASE or quality in params["train"]["active_qualities"]
+
+
+def write_inactive(key: str, quality: int, params: dict, out_dir: Path | None = None) -> Path:
+    """The outputs of a train stage whose quality the profile does not train.
+
+    DVC's matrix axis (``train.qualities``) is the same for both profiles; the default profile trains
+    only ``active_qualities`` (BD-rate needs 4 points). The stage of any other quality writes a
+    ``model.pt`` record marked ``inactive`` (no weights), so the stage completes in a second and the
+    evaluation skips it. Any state of an earlier real run in ``last.pt`` is kept untouched.
+    """
+    out_dir = Path(out_dir or run_dir(key, quality))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    note = {"model": key, "quality": quality, "inactive": True, "profile": params["profile"],
+            "active_qualities": params["train"]["active_qualities"]}
+    _atomic_save(note, out_dir / "model.pt")
+    if not (out_dir / "last.pt").exists():
+        _atomic_save(note, out_dir / "last.pt")
+    (out_dir / "dvclive").mkdir(exist_ok=True)
+    (out_dir / "run.json").write_text(json.dumps(note, indent=1) + "\n")
+    return out_dir / "model.pt"
+
+
 def main(key: str, quality: int, params: dict, progress: bool = True) -> Path:
     """Entry point of ``lic train``: sets up torch.distributed when launched by torchrun."""
+    if not is_active(params, quality):
+        path = write_inactive(key, quality, params)
+        print(f"[train] {key} q{quality}: not trained by profile {params['profile']!r} "
+              f"(train.active_qualities = {params['train']['active_qualities']}); placeholder written")
+        return path
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")

@@ -1,0 +1,298 @@
+"""Benchmarks that write numbers: ``lic bench`` -> ``results/bench/<device>.json``.
+
+Two protocols of the HPCM supplement, for every model of ``bench.models``:
+
+* **Coding time (Table C):** batch 1, each image of the profile's first evaluation dataset,
+  ``bench.warmup`` untimed runs then ``bench.repeats`` timed ones; the median over runs and images
+  of encode and decode time, each split into arithmetic coding (T_AC: the time spent inside the
+  rANS coder objects, measured by wrapping them, see :class:`ACTimer`) and network inference
+  (T_Net = total − T_AC, with ``torch.cuda.synchronize()`` around every timed call on a GPU).
+  The decode of every timed run is checked against the encoder's reconstruction.
+* **Training speed (Table A):** steps/s of the trainer's loss, backward and Adam step at
+  ``bench.train_batch`` × ``bench.train_patch``², after ``bench.train_warmup`` untimed steps,
+  median of ``bench.train_steps`` per-step times; random inputs (the data loader is not timed).
+
+Peak memory: ``torch.cuda.max_memory_allocated`` on a GPU, and the process's peak resident set
+(``ru_maxrss``) on the CPU — the latter is a process-wide high-water mark, so it only grows over
+the models of one run (the record says so). The output names the device, torch/CUDA versions and
+the date; several devices give several files, and notebook 03 shows each as a column.
+
+Numbers are never asserted by tests (timings depend on the machine); tests only check the protocol.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib
+import json
+import re
+import resource
+import statistics
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lic import paths
+from lic.runinfo import device_info, package_versions
+
+#: The rANS coder classes whose calls count as arithmetic coding (T_AC), by module.
+CODER_CLASSES = {
+    "compressai.ans": ("BufferedRansEncoder", "RansEncoder", "RansDecoder"),
+    "lic.entropy.fast": ("FastBufferedEncoder", "FastDecoder"),
+}
+
+
+class _Timed:
+    """Wraps a coder object; every method call adds its wall time to the timer."""
+
+    def __init__(self, inner, timer: "ACTimer") -> None:
+        object.__setattr__(self, "_inner", inner)
+        object.__setattr__(self, "_timer", timer)
+
+    def __getattr__(self, name):
+        attr = getattr(self._inner, name)
+        if not callable(attr):
+            return attr
+        timer = self._timer
+
+        def call(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return attr(*args, **kwargs)
+            finally:
+                timer.seconds += time.perf_counter() - t0
+
+        return call
+
+
+class ACTimer:
+    """While active, every rANS coder object created by the models, and the coder pair that each of
+    ``model``'s CompressAI entropy models holds, is wrapped so that its calls are timed.
+
+    It replaces the coder class names in :data:`CODER_CLASSES`' modules and in every loaded
+    ``lic.models.*`` / ``compressai.entropy_models`` module that imported them by name, and restores
+    them on exit. Work a model does *around* the coder (building index tensors, ``.tolist()``) counts
+    as network time: exactly the cost a faster Python/C exchange removes (HPCM Table C).
+    """
+
+    def __init__(self, model: torch.nn.Module | None = None) -> None:
+        self.seconds = 0.0
+        self.model = model
+        self._saved: list[tuple[object, str, object]] = []
+
+    def _factory(self, cls):
+        timer = self
+
+        def make(*args, **kwargs):
+            return _Timed(cls(*args, **kwargs), timer)
+
+        return make
+
+    def __enter__(self) -> "ACTimer":
+        targets = []
+        for modname, names in CODER_CLASSES.items():
+            try:
+                mod = importlib.import_module(modname)
+            except ImportError:
+                continue
+            for name in names:
+                if hasattr(mod, name):
+                    targets.append((name, getattr(mod, name)))
+        users = [m for n, m in list(sys.modules.items()) if m is not None and (
+            n.startswith("lic.") or n.startswith("compressai."))]
+        for name, cls in targets:
+            wrapped = self._factory(cls)
+            for mod in users:
+                if getattr(mod, name, None) is cls:
+                    self._saved.append((mod, name, cls))
+                    setattr(mod, name, wrapped)
+        # CompressAI's entropy models create their coder pair once, at construction (_EntropyCoder)
+        for module in (self.model.modules() if self.model is not None else ()):
+            coder = getattr(module, "entropy_coder", None)
+            for attr in ("_encoder", "_decoder"):
+                inner = getattr(coder, attr, None)
+                if inner is not None and not isinstance(inner, _Timed):
+                    self._saved.append((coder, attr, inner))
+                    setattr(coder, attr, _Timed(inner, self))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for mod, name, cls in reversed(self._saved):
+            setattr(mod, name, cls)
+        self._saved.clear()
+
+    @contextmanager
+    def measure(self):
+        """Yield a dict that receives ``ac_s`` (time in the coders during the block)."""
+        start = self.seconds
+        out: dict = {}
+        yield out
+        out["ac_s"] = self.seconds - start
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def coding_time(model: torch.nn.Module, images: list[np.ndarray], *, warmup: int = 1, repeats: int = 3,
+                pad_multiple: int | None = None) -> dict:
+    """Median encode/decode times (ms), split into T_Net and T_AC, over ``images`` (H, W, 3) uint8."""
+    from lic.codec import pad
+    from lic.metrics import to_tensor
+
+    device = next(model.parameters()).device
+    multiple = pad_multiple or getattr(model, "pad_multiple", 64)
+    rows = []
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    with ACTimer(model) as timer, torch.no_grad():
+        for img in images:
+            x = pad(to_tensor(img).to(device), multiple)
+            for run in range(warmup + repeats):
+                _sync(device)
+                with timer.measure() as enc_ac:
+                    t0 = time.perf_counter()
+                    out = model.compress(x)
+                    _sync(device)
+                    enc = time.perf_counter() - t0
+                kwargs = {"extra": out["extra"]} if out.get("extra") else {}
+                with timer.measure() as dec_ac:
+                    t0 = time.perf_counter()
+                    rec = model.decompress(out["strings"], out["shape"], **kwargs)["x_hat"]
+                    _sync(device)
+                    dec = time.perf_counter() - t0
+                if run >= warmup:
+                    rows.append({"enc_s": enc, "enc_ac_s": enc_ac["ac_s"], "dec_s": dec, "dec_ac_s": dec_ac["ac_s"],
+                                 "pixels": img.shape[0] * img.shape[1]})
+            del rec
+    med = {k: statistics.median(r[k] for r in rows) * 1000 for k in ("enc_s", "enc_ac_s", "dec_s", "dec_ac_s")}
+    return {"enc_total_ms": med["enc_s"], "enc_ac_ms": med["enc_ac_s"], "enc_net_ms": med["enc_s"] - med["enc_ac_s"],
+            "dec_total_ms": med["dec_s"], "dec_ac_ms": med["dec_ac_s"], "dec_net_ms": med["dec_s"] - med["dec_ac_s"],
+            "images": len(images), "repeats": repeats, "warmup": warmup,
+            "peak_gpu_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
+            "peak_rss_mb": _peak_rss_mb()}
+
+
+def training_speed(model: torch.nn.Module, *, batch: int = 8, patch: int = 256, steps: int = 10, warmup: int = 3,
+                   lmbda: float = 0.013, bf16: bool = False, seed: int = 0) -> dict:
+    """Median steps/s of loss + backward + Adam step (+ the auxiliary step when the model has one)."""
+    from lic.train import RateDistortionLoss, split_parameters
+
+    device = next(model.parameters()).device
+    model.train()
+    main, aux = split_parameters(model)
+    opt = torch.optim.Adam(main, lr=1e-4)
+    aux_opt = torch.optim.Adam(aux, lr=1e-3) if aux else None
+    loss_fn = RateDistortionLoss(lmbda)
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    x = torch.rand(batch, 3, patch, patch, generator=g).to(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    times = []
+    for step in range(warmup + steps):
+        _sync(device)
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda"):
+            out = model(x)
+        loss = loss_fn({"x_hat": out["x_hat"].float(), "likelihoods": out["likelihoods"]}, x)["loss"]
+        loss.backward()
+        opt.step()
+        if aux_opt is not None:
+            aux_opt.zero_grad(set_to_none=True)
+            model.aux_loss().backward()
+            aux_opt.step()
+        _sync(device)
+        if step >= warmup:
+            times.append(time.perf_counter() - t0)
+    model.eval()
+    return {"steps_per_s": 1.0 / statistics.median(times), "batch": batch, "patch": patch, "steps": steps,
+            "warmup": warmup, "bf16": bf16,
+            "peak_gpu_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
+            "peak_rss_mb": _peak_rss_mb()}
+
+
+def _device_slug(info: dict) -> str:
+    name = info.get("cuda_device") or info.get("cpu") or "cpu"
+    return re.sub(r"[^a-z0-9]+", "-", str(name).lower()).strip("-")[:60] or "device"
+
+
+def run(params: dict, *, device: str | None = None, models: list[str] | None = None,
+        out: str | Path | None = None, progress: bool = True) -> Path:
+    """Benchmark every model of ``bench.models`` (trained checkpoints at ``bench.quality`` when they exist,
+    else the profile's kwargs at random initialisation, recorded as such) and write one JSON."""
+    from lic.codec import load_checkpoint, read_image
+    from lic.data.prepare import load_manifest
+    from lic.models import registry
+    from lic.train import run_dir
+
+    b = params["bench"]
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    files = load_manifest(params["data"]["eval"][0])[: b["images"]]
+    images = [read_image(f) for f in files]
+    records = []
+    for key in models or b["models"]:
+        ckpt = run_dir(key, b["quality"]) / "model.pt"
+        source = "random-init"
+        if ckpt.exists():
+            rec = torch.load(ckpt, map_location="cpu", weights_only=False)
+            if not rec.get("inactive"):
+                source = str(ckpt.relative_to(paths.ROOT))
+        if source == "random-init":
+            model = registry.build(key, **params["models"][key]["kwargs"])
+            model.update(force=True)
+        else:
+            model = load_checkpoint(ckpt).model
+        model = model.to(dev).eval()
+        if progress:
+            print(f"[bench] {key} on {dev}: coding time ({source})", flush=True)
+        coding = coding_time(model, images, warmup=b["warmup"], repeats=b["repeats"])
+        if progress:
+            print(f"[bench] {key}: enc {coding['enc_total_ms']:.1f} ms (AC {coding['enc_ac_ms']:.1f}), "
+                  f"dec {coding['dec_total_ms']:.1f} ms (AC {coding['dec_ac_ms']:.1f}); training speed", flush=True)
+        trained = registry.build(key, **params["models"][key]["kwargs"]).to(dev)
+        speed = training_speed(trained, batch=b["train_batch"], patch=b["train_patch"], steps=b["train_steps"],
+                               warmup=b["train_warmup"], bf16=b["bf16"])
+        records.append({"model": key, "weights": source, "kwargs": params["models"][key]["kwargs"],
+                        "coding": coding, "training": speed})
+        del model, trained
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+    info = device_info()
+    doc = {"device": info, "device_name": info.get("cuda_device") if dev.type == "cuda" else info.get("cpu"), "torch_device": str(dev),
+           "versions": package_versions(), "cuda": torch.version.cuda, "date": _dt.datetime.now(_dt.timezone.utc).isoformat(),
+           "profile": params["profile"], "dataset": params["data"]["eval"][0], "image_sizes": [list(i.shape[:2]) for i in images],
+           "protocol": {k: b[k] for k in sorted(b) if k != "models"},
+           "notes": "peak_rss_mb is the process high-water mark (grows over the models of one run)",
+           "models": records}
+    slug = _device_slug(info) if dev.type == "cuda" else "cpu-" + _device_slug({"cpu": info.get("cpu")})
+    path = Path(out) if out else paths.RESULTS / "bench" / f"{params['profile']}-{slug}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=1) + "\n")
+    tmp.replace(path)
+    return path
+
+
+#: Measurements made on other machines (e.g. a lent GPU), committed as data: same schema.
+MEASURED = paths.ROOT / "data" / "bench"
+
+
+def load_all(*roots: str | Path) -> list[dict]:
+    """Every bench file of the pipeline (``results/bench``) and of other machines (``data/bench``)."""
+    docs = []
+    for root in roots or (paths.RESULTS / "bench", MEASURED):
+        for p in sorted(Path(root).glob("*.json")):
+            doc = json.loads(p.read_text())
+            doc["file"] = str(p.relative_to(paths.ROOT)) if p.is_relative_to(paths.ROOT) else str(p)
+            docs.append(doc)
+    return docs
