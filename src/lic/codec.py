@@ -138,6 +138,8 @@ def estimate_bits(model: torch.nn.Module, x_padded: torch.Tensor) -> tuple[float
     spent on symbols whose likelihood sits at the lower bound. The entropy coder codes such outliers
     with escape codes, far cheaper than the capped ~30 bits, so a model with many of them (an
     under-trained one) writes files smaller than its estimate."""
+    if hasattr(model, "from_rgb"):
+        x_padded = model.from_rgb(x_padded)
     out = model(x_padded)
     bits = capped = 0.0
     for lk in out["likelihoods"].values():
@@ -157,7 +159,12 @@ def encode(loaded: LoadedModel, img: np.ndarray, *, estimate: bool = True) -> En
     if device.type == "cuda":
         torch.cuda.synchronize()
     t0 = time.perf_counter()
-    out = model.compress(x)
+    if hasattr(model, "from_rgb"):  # Y / YUV 4:2:0 models: their own representation of the padded image
+        x = model.from_rgb(x)
+    if hasattr(model, "compress_with_size"):  # encoder decisions on the image, not the padding (MSR)
+        out = model.compress_with_size(x, (h, w))
+    else:
+        out = model.compress(x)
     shape = tuple(int(s) for s in out["shape"])
     extra = out.get("extra", b"")
     bs = Bitstream(key=loaded.key, quality=loaded.quality, fingerprint=loaded.fingerprint, height=h, width=w,
@@ -174,7 +181,10 @@ def encode(loaded: LoadedModel, img: np.ndarray, *, estimate: bool = True) -> En
 def _decode_streams(loaded: LoadedModel, bs: Bitstream) -> np.ndarray:
     kwargs = {"extra": bs.extra} if bs.extra else {}
     out = loaded.model.decompress(bs.streams, list(bs.shape), **kwargs)
-    x_hat = out["x_hat"].clamp(0, 1)[..., : bs.height, : bs.width]
+    x_hat = out["x_hat"]
+    if hasattr(loaded.model, "to_rgb"):
+        x_hat = loaded.model.to_rgb(x_hat)
+    x_hat = x_hat.clamp(0, 1)[..., : bs.height, : bs.width]
     return to_uint8(x_hat)
 
 

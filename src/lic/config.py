@@ -67,6 +67,8 @@ SCHEMA: dict[str, Any] = {
         "reference_models": ListOf(str),   # models trained by the generic stage train_reference
         "hpcm_models": ListOf(str),        # train_hpcm (lic.models.hpcm)
         "tinylic_models": ListOf(str),     # train_tinylic (lic.models.tinylic*)
+        "tinylic_vr_models": ListOf(str),  # train_tinylic_vr: variable rate, one model for every quality
+        "tinylic_msr_models": ListOf(str), # train_tinylic_msr: in-loop filter on lu2022-tinylic-v3
         "tcm_models": ListOf(str),         # train_tcm (lic.models.tcm*)
         "cgoo_models": ListOf(str),        # train_cgoo (lic.models.cgoo*)
         "base_quality": int,               # the lambda of the shared initialisation (train.<profile>.base_steps)
@@ -75,7 +77,7 @@ SCHEMA: dict[str, Any] = {
         "aux_lr": NUMBER,
         "lr_gamma": NUMBER,
         "profiles": Profiled({"active_qualities": ListOf(int), "device": str, "base_steps": int, "steps": int, "batch_size": int, "patch_size": int,
-                              "lr": NUMBER, "milestones": ListOf(int), "checkpoint_every": int,
+                              "lr": NUMBER, "milestones": ListOf(int), "lr_gammas": ListOf(NUMBER), "checkpoint_every": int,
                               "log_every": int, "num_workers": int, "bf16": bool}),
     },
     "models": MapOf({

@@ -30,6 +30,16 @@ class DecoderMismatch(RuntimeError):
     """A decoded image differs from what the encoder reconstructed."""
 
 
+def checkpoint_for(key: str, quality: int) -> Path:
+    """``checkpoints/<key>/q<quality>/model.pt``; a variable-rate model (trained once, as its ``base``)
+    has no per-quality checkpoints and is evaluated from ``checkpoints/<key>/base/model.pt``."""
+    path = run_dir(key, quality) / "model.pt"
+    base = run_dir(key, "base") / "model.pt"
+    if not path.exists() and base.exists():
+        return base
+    return path
+
+
 def evaluate_model(key: str, dataset: str, params: dict, *, qualities: list[int] | None = None,
                    checkpoints: dict[int, Path] | None = None, progress: bool = True) -> Path:
     qualities = qualities or params["train"]["active_qualities"]
@@ -39,9 +49,12 @@ def evaluate_model(key: str, dataset: str, params: dict, *, qualities: list[int]
 
     bar = tqdm(total=len(qualities) * len(files), desc=f"eval {key} {dataset}", disable=not progress)
     for q in qualities:
-        ckpt = (checkpoints or {}).get(q) or run_dir(key, q) / "model.pt"
+        ckpt = (checkpoints or {}).get(q) or checkpoint_for(key, q)
         encoder = load_checkpoint(ckpt)
         decoder = load_checkpoint(ckpt)  # a second instance: nothing is shared with the encoder
+        if hasattr(encoder.model, "set_lambda"):  # one variable-rate model: quality q = the rate of λ_q
+            encoder.model.set_lambda(params["models"][key]["lambdas"][q - 1])
+            encoder.quality = q  # the decoder reads the rate from the stream
         out_dir = paths.RESULTS / key / "bitstreams" / dataset / f"q{q}"
         out_dir.mkdir(parents=True, exist_ok=True)
         for f in files:

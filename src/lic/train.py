@@ -48,7 +48,7 @@ class TrainingDiverged(RuntimeError):
 BASE = "base"
 #: keys of the train section that list what to train rather than how
 NOT_RECIPE = ("qualities", "active_qualities", "reference_models", "hpcm_models", "tinylic_models",
-              "tcm_models", "cgoo_models")
+              "tinylic_vr_models", "tinylic_msr_models", "tcm_models", "cgoo_models")
 
 
 def run_dir(key: str, quality: int | str) -> Path:
@@ -75,14 +75,19 @@ def recipe(params: dict, key: str, quality: int | str) -> dict:
     if not 1 <= quality <= len(lambdas):
         raise ValueError(f"{key}: quality {quality} out of range 1..{len(lambdas)} (models.{key}.lambdas)")
     train = {k: v for k, v in params["train"].items() if k not in NOT_RECIPE}
-    unknown = set(model_params["train"]) - set(train)
+    overrides = dict(model_params["train"])
+    init_from = overrides.pop("init_from", None)  # a trained model whose weights this one builds on (MSR)
+    unknown = set(overrides) - set(train)
     if unknown:
         raise KeyError(f"models.{key}.train overrides unknown train keys {sorted(unknown)}")
-    train.update(model_params["train"])
+    train.update(overrides)
     if base:
-        train.update(steps=train["base_steps"], milestones=[])
-    return {"model": key, "quality": BASE if base else quality, "metric": model_params["metric"], "lmbda": lambdas[quality - 1],
-            "kwargs": model_params["kwargs"], "train": train, "train_dataset": params["data"]["train"]}
+        train.update(steps=train["base_steps"], milestones=[], lr_gammas=[])
+    r = {"model": key, "quality": BASE if base else quality, "metric": model_params["metric"], "lmbda": lambdas[quality - 1],
+         "kwargs": model_params["kwargs"], "train": train, "train_dataset": params["data"]["train"]}
+    if init_from is not None:
+        r["init_from"] = init_from
+    return r
 
 
 def recipe_hash(r: dict) -> str:
@@ -160,6 +165,25 @@ def split_parameters(model: nn.Module) -> tuple[list, list]:
     return main, aux
 
 
+def lr_factor(milestones: list[int], gammas: list[float], gamma: float):
+    """The step-based schedule: lr = lr₀ · Π gᵢ over the milestones mᵢ ≤ step, with gᵢ = ``gammas[i]``
+    (or ``gamma`` for every milestone when ``gammas`` is empty), like MultiStepLR with one factor per
+    milestone (HPCM: 1e-4 → 2e-5 → 5e-6 → 1e-6 at 1.6 M / 1.8 M / 1.9 M steps)."""
+    if gammas and len(gammas) != len(milestones):
+        raise ValueError(f"train.lr_gammas has {len(gammas)} factors for {len(milestones)} milestones")
+    factors = list(gammas) if gammas else [gamma] * len(milestones)
+    pairs = sorted(zip(milestones, factors))
+
+    def factor(step: int) -> float:
+        f = 1.0
+        for m, g in pairs:
+            if step >= m:
+                f *= g
+        return f
+
+    return factor
+
+
 # ------------------------------------------------------------------------------------ checkpoints
 def _atomic_save(obj, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
@@ -222,10 +246,20 @@ def train(key: str, quality: int, params: dict, out_dir: Path | None = None, *, 
     model = registry.build(key, **r["kwargs"]).to(device)
     if init is not None:
         model.load_state_dict(init["state_dict"])
+    if r.get("init_from"):
+        # e.g. TinyLIC + MSR: the trained TinyLIC of the same quality, under the model's own filter
+        src = run_dir(r["init_from"], quality) / "model.pt"
+        if not src.exists():
+            raise FileNotFoundError(f"{src} missing: {key} builds on {r['init_from']}; train it first")
+        base_rec = torch.load(src, map_location="cpu", weights_only=False)
+        if base_rec.get("inactive"):
+            raise FileNotFoundError(f"{src} is a placeholder ({r['init_from']} q{quality} is not trained by this profile)")
+        model.load_base_state_dict(base_rec["state_dict"])
+        r["init_from_fingerprint"] = base_rec["fingerprint"].hex()
     main_params, aux_params = split_parameters(model)
     optimizer = torch.optim.Adam(main_params, lr=t["lr"])
     aux_optimizer = torch.optim.Adam(aux_params, lr=t["aux_lr"]) if aux_params else None
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=t["milestones"], gamma=t["lr_gamma"])
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(t["milestones"], t["lr_gammas"], t["lr_gamma"]))
     criterion = RateDistortionLoss(r["lmbda"], r["metric"])
     rhash = recipe_hash(r)
 
@@ -278,8 +312,14 @@ def train(key: str, quality: int, params: dict, out_dir: Path | None = None, *, 
     batches = iter(loader)  # creating the iterator draws from torch's RNG: restore the state after it
     if resume_rng is not None:
         _set_rng_state(resume_rng)
+    variable_rate = hasattr(model, "sample_lambda")  # ScalingNet: one λ per step, drawn from (seed, rank, step)
     for batch in batches:
         x = batch.to(device, non_blocking=True)
+        if hasattr(model, "from_rgb"):  # Y / YUV 4:2:0 models code their own colour representation
+            x = model.from_rgb(x)
+        if variable_rate:
+            gen = torch.Generator().manual_seed(t["seed"] * 1_000_003 + rank * 7919 + step)
+            criterion.lmbda = model.sample_lambda(gen)
         optimizer.zero_grad(set_to_none=True)
         with autocast:
             out = net(x)
