@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed-stamp
 export PATH := $(BIN):$(PATH)
 export PYTHONHASHSEED := 0
 
-.PHONY: install repro test unit notebooks clean-outputs system-deps
+.PHONY: install repro test unit pipeline notebooks clean-outputs system-deps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,11 +42,17 @@ system-deps:
 repro: install system-deps
 	$(BIN)/dvc repro
 
+# unit tests and the pipeline each use one CPU thread (tests/conftest.py, train.<profile>.threads), so `make test`
+# runs them side by side on two cores, then validates every notebook against the pipeline's results.
 unit: install system-deps
 	$(BIN)/python -m pytest tests
 
-notebooks: install system-deps
+pipeline: install system-deps
 	$(BIN)/dvc repro
+
+notebooks: pipeline
 	$(BIN)/python -m pytest --nbmake notebooks
 
-test: unit notebooks
+test: install system-deps
+	$(MAKE) --no-print-directory -j2 unit pipeline
+	$(BIN)/python -m pytest --nbmake notebooks

@@ -11,6 +11,12 @@ import pytest
 
 from lic import paths
 
+# The tests' models are tiny: one thread is faster than two (no synchronisation), and on a shared CPU
+# much faster.
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
 
 class FileServer:
     """Serves ``files`` (name -> bytes) with HTTP Range support and scripted faults.

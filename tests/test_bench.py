@@ -53,3 +53,81 @@ def test_load_all_reads_every_device_file(tmp_path):
     (tmp_path / "a.json").write_text(json.dumps({"device_name": "A", "models": []}))
     (tmp_path / "b.json").write_text(json.dumps({"device_name": "B", "models": []}))
     assert [d["device_name"] for d in bench.load_all(tmp_path)] == ["A", "B"]
+
+
+def test_coding_time_counts_the_fast_coder_of_a_model(monkeypatch):
+    """HPCM with entropy_coder="fast" codes y and z through lic.entropy.fast only (CompressAI's
+    per-call classes would raise here); its coder calls are counted as T_AC, and the classes of
+    both paths are restored afterwards."""
+    import lic.entropy.fast as fast
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("compressai.ans used on the fast path")
+
+    before = {n: getattr(fast, n) for n in bench.CODER_CLASSES["lic.entropy.fast"]}
+    torch.manual_seed(0)
+    model = registry.build("li2025-hpcm-base", M=32, N=32, g_channels=(16, 24, 32), g_blocks=(1, 1, 1),
+                           h_blocks=(1, 1), ep_blocks=((1, 1), (1, 1)), num_heads=4, windows=(1, 2, 4),
+                           entropy_coder="fast").eval()
+    model.update(force=True)
+    for name in ("BufferedRansEncoder", "RansEncoder", "RansDecoder"):  # after CompressAI's own init
+        monkeypatch.setattr(compressai.ans, name, refuse)
+    img = (np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)
+    r = bench.coding_time(model, [img], warmup=0, repeats=1, pad_multiple=64)
+    assert r["enc_ac_ms"] > 0 and r["dec_ac_ms"] > 0
+    assert r["enc_net_ms"] > 0 and r["dec_net_ms"] > 0
+    assert {n: getattr(fast, n) for n in before} == before
+
+
+def test_ac_timer_counts_every_call_of_the_models_coder_helper():
+    """Each operation of lic.entropy.fast.coder("fast") -- buffered, stepwise and one-shot -- lands
+    in T_AC (the objects are made through the wrapped names)."""
+    from lic.entropy.fast import coder
+
+    rc = coder("fast")
+    tables = rc.make_tables([[0, 1 << 15, 1 << 16]], [3], [0])
+    sym, idx = torch.tensor([0, 1, 0, 0], dtype=torch.int32), torch.zeros(4, dtype=torch.int32)
+    one_shot = rc.encode(sym, idx, tables)
+    for op in ("encoder", "decoder", "encode", "decode"):
+        with bench.ACTimer() as timer:
+            if op == "encoder":
+                enc = rc.encoder()
+                enc.encode(sym, idx, tables)
+                assert enc.flush() == one_shot
+            elif op == "decoder":
+                assert torch.equal(rc.decoder(one_shot).decode(idx, tables), sym)
+            elif op == "encode":
+                assert rc.encode(sym, idx, tables) == one_shot
+            else:
+                assert torch.equal(rc.decode(one_shot, idx, tables), sym)
+        assert timer.seconds > 0, op
+
+
+def test_bench_coding_model_times_both_coder_paths_side_by_side(tmp_path):
+    """lic.bench_coding --model: the record of a tiny HPCM on a small crop of the photo (its
+    timings are not checked, only the protocol: both paths, T_AC inside, same streams and image)."""
+    from lic import bench_coding
+    from lic.entropy import fast
+
+    tiny = dict(M=32, N=32, g_channels=[16, 24, 32], g_blocks=[1, 1, 1], h_blocks=[1, 1],
+                ep_blocks=[[1, 1], [1, 1]], num_heads=4, windows=[1, 2, 4])
+    helpers = (fast.RansCoder.encode, fast._Encoder.encode, fast._StreamDecoder.decode)
+    out = tmp_path / "hpcm.json"
+    threads = torch.get_num_threads()
+    rec = bench_coding.main(["--model", "li2025-hpcm-base", "--model-kwargs", json.dumps(tiny),
+                             "--image-size", "64", "96", "--warmup", "0", "--repeats", "2", "--out", str(out)])
+    torch.set_num_threads(threads)
+    assert json.loads(out.read_text()) == json.loads(json.dumps(rec))
+    assert rec["identical_streams"] and rec["same_reconstruction"] and rec["stream_bytes"] > 0
+    assert rec["image"]["height"] == 64 and rec["image"]["width"] == 96 and rec["weights"] == "random-init"
+    assert {"cpu", "platform"} <= set(rec["device"]) and rec["date"] and "numba" in rec["versions"]
+    for name in ("compressai", "fast"):
+        p = rec["paths"][name]
+        assert len(p["runs"]) == 2
+        assert 0 < p["enc_ac_ms"] < p["enc_ms"] and 0 < p["dec_ac_ms"] < p["dec_ms"]
+        # the helper's time holds the coder calls (plus the path's conversions)
+        assert p["enc_ac_ms"] <= p["enc_ac_conv_ms"] < p["enc_ms"] and p["dec_ac_ms"] <= p["dec_ac_conv_ms"] < p["dec_ms"]
+    assert rec["ratio"]["enc_ac"] > 0 and set(rec["saved_ms"]) == {"enc", "dec"}
+    assert (fast.RansCoder.encode, fast._Encoder.encode, fast._StreamDecoder.decode) == helpers  # restored
+    photo = bench_coding.kodak_photo(512, 768)
+    assert photo.shape == (512, 768, 3) and photo.dtype == np.uint8 and photo.std() > 20

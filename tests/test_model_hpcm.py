@@ -384,3 +384,43 @@ def test_codec_file_round_trip(tmp_path):
     assert out.shape == img.shape
     assert np.array_equal(out, enc.reconstruction)
     assert enc.bits_estimated > 0
+
+
+def _forbid_compressai(monkeypatch, model):
+    """Make every CompressAI coding call raise (the per-call classes, and the compress/decompress of
+    the model's CompressAI entropy models): the fast path must not use them."""
+    import compressai.ans
+    from compressai.entropy_models import EntropyModel
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("CompressAI coder used on the fast path")
+
+    for name in ("BufferedRansEncoder", "RansEncoder", "RansDecoder"):
+        monkeypatch.setattr(compressai.ans, name, refuse)
+    for module in model.modules():
+        if isinstance(module, EntropyModel):
+            monkeypatch.setattr(module, "compress", refuse)
+            monkeypatch.setattr(module, "decompress", refuse)
+
+
+def test_fast_and_compressai_coders_write_the_same_streams_and_decode_each_other(monkeypatch):
+    """entropy_coder="fast" (default) and "compressai": identical bytes; each decodes the other's
+    streams exactly to the eval forward's reconstruction; the fast path touches no CompressAI coder."""
+    fast, ref_coder = tiny().eval(), tiny(entropy_coder="compressai").eval()
+    assert fast.entropy_coder_name == "fast" and ref_coder.entropy_coder_name == "compressai"
+    for m in (fast, ref_coder):
+        m.update(force=True)
+    torch.manual_seed(3)
+    x = torch.rand(1, 3, 80, 100)
+    with torch.no_grad():
+        ref = fast(x)["x_hat"].clamp(0, 1)
+    enc_cai = ref_coder.compress(x)
+    assert torch.equal(ref_coder.decompress(enc_cai["strings"], enc_cai["shape"])["x_hat"], ref)
+    with monkeypatch.context() as mp:
+        _forbid_compressai(mp, fast)
+        enc_fast = fast.compress(x)
+        assert torch.equal(fast.decompress(enc_cai["strings"], enc_cai["shape"])["x_hat"], ref)
+    assert enc_fast["strings"] == enc_cai["strings"] and enc_fast["shape"] == enc_cai["shape"]
+    assert torch.equal(ref_coder.decompress(enc_fast["strings"], enc_fast["shape"])["x_hat"], ref)
+    with pytest.raises(ValueError, match="entropy_coder"):
+        tiny(entropy_coder="numpy")

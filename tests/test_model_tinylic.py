@@ -267,3 +267,45 @@ def test_bad_config_fails_loudly():
         TinyLIC(N=16, M=48, channels=(16, 24, 32, 40))
     with pytest.raises(ValueError):
         TinyLIC(N=16, M=48, context="nope")
+
+
+def _forbid_compressai(monkeypatch, model):
+    """Make every CompressAI coding call raise (the per-call classes, and the compress/decompress of
+    the model's CompressAI entropy models): the fast path must not use them."""
+    import compressai.ans
+    from compressai.entropy_models import EntropyModel
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("CompressAI coder used on the fast path")
+
+    for name in ("BufferedRansEncoder", "RansEncoder", "RansDecoder"):
+        monkeypatch.setattr(compressai.ans, name, refuse)
+    for module in model.modules():
+        if isinstance(module, EntropyModel):
+            monkeypatch.setattr(module, "compress", refuse)
+            monkeypatch.setattr(module, "decompress", refuse)
+
+
+def test_fast_and_compressai_coders_write_the_same_streams_and_decode_each_other(monkeypatch):
+    """entropy_coder="fast" (default) and "compressai", batch 2 (one stream per image): identical
+    bytes (y and z); each decodes the other's streams exactly to the eval forward's reconstruction;
+    the fast path touches no CompressAI coder."""
+    torch.manual_seed(4)
+    fast = registry.build("lu2022-tinylic-v3", **TINY).eval()
+    other = registry.build("lu2022-tinylic-v3", **TINY, entropy_coder="compressai").eval()
+    other.load_state_dict(fast.state_dict())
+    assert fast.entropy_coder_name == "fast" and other.entropy_coder_name == "compressai"
+    for m in (fast, other):
+        m.update(force=True)
+    x = pad(torch.rand(2, 3, 67, 45), fast.pad_multiple)
+    with torch.no_grad():
+        ref = fast(x)["x_hat"].clamp(0, 1)
+        enc_cai = other.compress(x)
+        with monkeypatch.context() as mp:
+            _forbid_compressai(mp, fast)
+            enc_fast = fast.compress(x)
+            assert torch.equal(fast.decompress(enc_cai["strings"], enc_cai["shape"])["x_hat"], ref)
+        assert enc_fast["strings"] == enc_cai["strings"] and enc_fast["shape"] == enc_cai["shape"]
+        assert torch.equal(other.decompress(enc_fast["strings"], enc_fast["shape"])["x_hat"], ref)
+    with pytest.raises(ValueError, match="entropy_coder"):
+        TinyLIC(**TINY, entropy_coder="CompressAI")

@@ -22,8 +22,8 @@ def test_recipe_resolves_lambda_and_overrides(tiny_project):
     assert r["lmbda"] == 0.0067 and r["metric"] == "mse" and r["kwargs"] == {"N": 16, "M": 24}
     with pytest.raises(ValueError, match="quality 7 out of range"):
         train.recipe(params, "minnen2018-mean", 7)
-    with pytest.raises(KeyError, match="no models.li2025-hpcm-base"):
-        train.recipe(params, "li2025-hpcm-base", 1)
+    with pytest.raises(KeyError, match="no models.not-a-model"):
+        train.recipe(params, "not-a-model", 1)
 
 
 def test_checkpoint_record_is_complete(tiny_project):
@@ -163,11 +163,39 @@ def test_quality_not_trained_by_the_profile_writes_a_placeholder(in_tiny_project
     _, params = in_tiny_project
     inactive = next(q for q in params["train"]["qualities"] if q not in params["train"]["active_qualities"])
     path = train.main("minnen2018-mean", inactive, params, progress=False)
-    rec = torch.load(path, weights_only=False)
-    assert rec["inactive"] is True and "state_dict" not in rec
+    from lic import codec, placeholder
+
+    assert placeholder.is_placeholder(path) and placeholder.read(path)["inactive"] is True
+    with pytest.raises(codec.CheckpointError, match="placeholder"):
+        codec.load_checkpoint(path)
     assert (path.parent / "run.json").exists() and (path.parent / "dvclive").is_dir()
     # a later real run (another profile) ignores the placeholder state and trains from the start
     active = copy.deepcopy(params)
     active["train"]["active_qualities"].append(inactive)
     final = train.main("minnen2018-mean", inactive, active, progress=False)
     assert torch.load(final, weights_only=False)["steps"] == params["train"]["steps"]
+
+
+def test_lr_factor_has_one_factor_per_milestone():
+    f = train.lr_factor([10, 20, 30], [0.2, 0.25, 0.2], 0.1)
+    assert [f(s) for s in (0, 9, 10, 19, 20, 30, 99)] == pytest.approx([1, 1, 0.2, 0.2, 0.05, 0.01, 0.01])
+    g = train.lr_factor([5], [], 0.1)
+    assert g(4) == 1 and g(5) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="2 factors for 1 milestones"):
+        train.lr_factor([5], [0.1, 0.2], 0.1)
+
+
+def test_stage_plan_skips_stages_without_parameters():
+    class Staged(torch.nn.Module):
+        all_stages = ("a", "b", "c")
+        training_stages = ("a", "c")  # "b" has nothing to train (e.g. an ablated module)
+
+        def stage_setup(self, stage, lmbda=None):
+            return [], None
+
+    plan = train.stage_plan(Staged(), {"a": 3, "b": 5, "c": 2})
+    assert plan == [("a", 0, 3), ("c", 3, 5)]
+    assert [train.stage_at(plan, s) for s in range(5)] == ["a", "a", "a", "c", "c"]
+    with pytest.raises(ValueError, match="unknown training stages"):
+        train.stage_plan(Staged(), {"z": 1})
+    assert train.stage_plan(Staged(), {}) == []

@@ -58,17 +58,30 @@ class LoadedModel:
         return self.model.pad_multiple
 
 
-def load_checkpoint(path: str | Path, device: str = "cpu") -> LoadedModel:
-    """Rebuild the model of a checkpoint record (``model``, ``kwargs``, ``state_dict``, ...)."""
+def load_checkpoint(path: str | Path, device: str = "cpu", *, as_key: str | None = None,
+                    kwargs: dict | None = None) -> LoadedModel:
+    """Rebuild the model of a checkpoint record (``model``, ``kwargs``, ``state_dict``, ...).
+
+    ``as_key``/``kwargs``: build another registered model (an encoder-side variant, e.g. CGOO without
+    online optimisation) with these kwargs and load the record's weights into it; the weights'
+    fingerprint is unchanged, so the decoder of the original model decodes its streams too."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    from lic import placeholder
+
+    if placeholder.is_placeholder(path):
+        note = placeholder.read(path)
+        raise CheckpointError(f"{path} is a placeholder: quality {note['quality']} of {note['model']} is not trained "
+                              f"by profile {note['profile']!r} (train.{note['profile']}.active_qualities)")
     try:
         record = torch.load(path, map_location=device, weights_only=False)
     except Exception as e:
         raise CheckpointError(f"cannot read checkpoint {path}: {e}") from e
     if not isinstance(record, dict) or not {"model", "kwargs", "state_dict"} <= set(record):
         raise CheckpointError(f"{path} is not a lic checkpoint (needs model, kwargs, state_dict)")
+    if as_key is not None:
+        record = {**record, "model": as_key, "kwargs": record["kwargs"] if kwargs is None else kwargs}
     model = registry.build(record["model"], **record["kwargs"])
     model.load_state_dict(record["state_dict"])
     model.to(device).eval()

@@ -76,8 +76,8 @@ SCHEMA: dict[str, Any] = {
         "clip_max_norm": NUMBER,
         "aux_lr": NUMBER,
         "lr_gamma": NUMBER,
-        "profiles": Profiled({"active_qualities": ListOf(int), "device": str, "base_steps": int, "steps": int, "batch_size": int, "patch_size": int,
-                              "lr": NUMBER, "milestones": ListOf(int), "lr_gammas": ListOf(NUMBER), "checkpoint_every": int,
+        "profiles": Profiled({"active_qualities": ListOf(int), "threads": int, "device": str, "base_steps": int, "steps": int, "batch_size": int, "patch_size": int,
+                              "lr": NUMBER, "milestones": ListOf(int), "lr_gammas": ListOf(NUMBER), "stages": MapOf(int), "checkpoint_every": int,
                               "log_every": int, "num_workers": int, "bf16": bool}),
     },
     "models": MapOf({
@@ -87,13 +87,17 @@ SCHEMA: dict[str, Any] = {
     }),
     "evaluate": {
         "models": ListOf(str),
+        "weights_of": MapOf(str),   # encoder-side variant key -> the trained model whose weights it uses
         "estimate_bpp": bool,
-        "profiles": Profiled({"max_bpp_gap_percent": NUMBER, "visual_images": ListOf(str)}),
+        "profiles": Profiled({"max_bpp_gap_percent": NUMBER, "visual_images": ListOf(str),
+                              "vr_target_bpp": ListOf(NUMBER)}),
     },
     "anchors": {"codecs": ListOf(str), "sweeps": MapOf(ListOf(NUMBER))},  # classical codecs, lic.anchors
+    "complexity": {"models": ListOf(str)},  # lic complexity: params and kMACs/px, both profiles' kwargs
     "bench": {  # lic.bench: coding time (HPCM Table C) and training speed (Table A)
         "models": ListOf(str),
         "quality": int,
+        "online_iters": ListOf(int),   # CGOO: encode time and RD cost per number of online iterations
         "profiles": Profiled({"images": int, "warmup": int, "repeats": int, "train_batch": int, "train_patch": int,
                               "train_steps": int, "train_warmup": int, "bf16": bool}),
     },

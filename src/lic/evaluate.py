@@ -17,9 +17,9 @@ import numpy as np
 import torch
 
 from lic import paths
-from lic.codec import decode, encode, load_checkpoint, read_image
+from lic.codec import decode, encode, load_checkpoint, pad, read_image
 from lic.data.prepare import load_manifest
-from lic.metrics import image_metrics
+from lic.metrics import image_metrics, to_tensor
 from lic.models import registry
 from lic.results import save_reconstruction, write_results
 from lic.runinfo import run_info
@@ -41,7 +41,9 @@ def checkpoint_for(key: str, quality: int) -> Path:
 
 
 def evaluate_model(key: str, dataset: str, params: dict, *, qualities: list[int] | None = None,
-                   checkpoints: dict[int, Path] | None = None, progress: bool = True) -> Path:
+                   checkpoints: dict[int, Path] | None = None, progress: bool = True,
+                   weights_of: str | None = None) -> Path:
+    """``weights_of``: evaluate ``key`` (an encoder-side variant) with the checkpoints of that model."""
     qualities = qualities or params["train"]["active_qualities"]
     files = load_manifest(dataset)
     rows = []
@@ -49,9 +51,10 @@ def evaluate_model(key: str, dataset: str, params: dict, *, qualities: list[int]
 
     bar = tqdm(total=len(qualities) * len(files), desc=f"eval {key} {dataset}", disable=not progress)
     for q in qualities:
-        ckpt = (checkpoints or {}).get(q) or checkpoint_for(key, q)
-        encoder = load_checkpoint(ckpt)
-        decoder = load_checkpoint(ckpt)  # a second instance: nothing is shared with the encoder
+        ckpt = (checkpoints or {}).get(q) or checkpoint_for(weights_of or key, q)
+        variant = {"as_key": key, "kwargs": params["models"][key]["kwargs"]} if weights_of else {}
+        encoder = load_checkpoint(ckpt, **variant)
+        decoder = load_checkpoint(ckpt, **variant)  # a second instance: nothing is shared with the encoder
         if hasattr(encoder.model, "set_lambda"):  # one variable-rate model: quality q = the rate of λ_q
             encoder.model.set_lambda(params["models"][key]["lambdas"][q - 1])
             encoder.quality = q  # the decoder reads the rate from the stream
@@ -79,13 +82,54 @@ def evaluate_model(key: str, dataset: str, params: dict, *, qualities: list[int]
                          "decoding_time": dec_time, "decoded_exactly": True})
             bar.update(1)
     bar.close()
+    extra = {}
+    if hasattr(encoder.model, "set_lambda") and hasattr(encoder.model, "set_rate"):
+        extra["targets"] = target_rates(key, files, rows, params, checkpoint_for(key, qualities[0]))
     spec = registry.get(key)
-    return write_results(dataset, key, rows, description=spec.description,
+    return write_results(dataset, key, rows, description=spec.description, extra=extra,
                          meta={"citation": spec.citation, "opt_metric": params["models"][key]["metric"],
+                               "weights_of": weights_of,
+                               # an encoder that optimises per image (CGOO online) is not its forward's estimate
+                               "estimate_is_the_encoder": not getattr(encoder.model, "online_iters", 0),
                                "device": "cpu", "torch_threads": torch.get_num_threads()},
                          run=run_info(params={"models": {key: params["models"][key]},
                                               "evaluate": params["evaluate"], "data": params["data"]}))
 
 
+@torch.no_grad()
+def target_rates(key: str, files: list[Path], rows: list[dict], params: dict, ckpt: Path) -> list[dict]:
+    """A variable-rate model asked for target bitrates: per target and image, the rate parameter is
+    bisected on real coded sizes (``fit_rate``), the image is written as a real file, and its bpp recorded.
+
+    Targets: ``evaluate.vr_target_bpp``, or when that is empty, three rates spread inside the range the
+    model's evaluated qualities cover on this set (25 / 50 / 75 % between their mean bpp)."""
+    from lic.models.tinylic_scaling import fit_rate
+
+    targets = list(params["evaluate"]["vr_target_bpp"])
+    if not targets:
+        by_q: dict = {}
+        for r in rows:
+            by_q.setdefault(r["quality"], []).append(r["bpp"])
+        means = sorted(sum(v) / len(v) for v in by_q.values())
+        targets = [round(means[0] + f * (means[-1] - means[0]), 4) for f in (0.25, 0.5, 0.75)]
+    loaded, decoder = load_checkpoint(ckpt), load_checkpoint(ckpt)
+    out = []
+    for target in targets:
+        for f in files:
+            img = read_image(f)
+            h, w = img.shape[:2]
+            x = pad(to_tensor(img), loaded.pad_multiple)
+            rate, _ = fit_rate(loaded.model, x, target, num_pixels=h * w, tol_bpp=0.01 * target, max_iter=10)
+            enc = encode(loaded, img, estimate=False)
+            recon = decode(decoder, enc.data)
+            out.append({"target_bpp": target, "image": f.stem, "rate": rate, "bpp": len(enc.data) * 8 / (h * w),
+                        "psnr-rgb": image_metrics(img, recon)["psnr-rgb"],
+                        "decoded_exactly": bool(np.array_equal(recon, enc.reconstruction))})
+    return out
+
+
 def main(key: str, params: dict, progress: bool = True) -> list[Path]:
-    return [evaluate_model(key, ds, params, progress=progress) for ds in params["data"]["eval"]]
+    if params["train"]["threads"]:
+        torch.set_num_threads(params["train"]["threads"])
+    weights_of = params["evaluate"]["weights_of"].get(key)
+    return [evaluate_model(key, ds, params, progress=progress, weights_of=weights_of) for ds in params["data"]["eval"]]

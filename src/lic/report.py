@@ -86,7 +86,10 @@ def environment_table() -> pd.DataFrame:
 
 def bitstream_check(models: list[str], datasets: list[str]) -> pd.DataFrame:
     """Per (model, dataset, quality): mean bpp of the files, mean estimated bpp, their gap in percent
-    and whether every image decoded to the encoder's reconstruction (from the result files)."""
+    and whether every image decoded to the encoder's reconstruction (from the result files).
+
+    ``estimate_is_the_encoder`` is False for encoders that optimise what they send per image (CGOO's online
+    optimisation): their files are compared with the plain forward's estimate, which they are meant to beat."""
     from lic.results import result_path
 
     rows = []
@@ -105,5 +108,6 @@ def bitstream_check(models: list[str], datasets: list[str]) -> pd.DataFrame:
                              "capped_percent": 100 * (res.get("bpp_estimated_capped", [float("nan")] * (i + 1))[i]
                                                       or 0.0) / res["bpp_estimated"][i],
                              "decoded_exactly": all(r.get("decoded_exactly", False) for r in per),
+                             "estimate_is_the_encoder": doc.get("meta", {}).get("estimate_is_the_encoder", True),
                              "psnr-rgb": res["psnr-rgb"][i]})
     return pd.DataFrame(rows).set_index(["model", "dataset", "quality"])

@@ -22,7 +22,7 @@ from pathlib import Path
 from lic import paths
 
 AVERAGED = ("bpp", "bpp_estimated", "bpp_estimated_capped", "psnr-rgb", "ms-ssim-rgb", "ms-ssim-db-rgb", "mse-rgb",
-            "encoding_time", "decoding_time")
+            "psnr-y", "psnr-yuv420", "encoding_time", "decoding_time")
 ROW_REQUIRED = ("image", "quality", "bytes", "pixels", "bpp", "psnr-rgb", "ms-ssim-rgb",
                 "encoding_time", "decoding_time")
 
@@ -68,13 +68,14 @@ def summarise(rows: list[dict]) -> dict[str, list]:
 
 
 def write_results(dataset: str, key: str, rows: list[dict], *, description: str = "",
-                  meta: dict | None = None, run: dict | None = None, path: Path | None = None) -> Path:
+                  meta: dict | None = None, run: dict | None = None, path: Path | None = None,
+                  extra: dict | None = None) -> Path:
     """Write the result file of ``key`` on ``dataset`` (atomically, whole) and return its path."""
     path = path or result_path(dataset, key)
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = {"name": key, "description": description,
            "meta": {"source": "lic-repro", "type": "image", "dataset": dataset, **(meta or {})},
-           "results": summarise(rows), "per_image": rows, "run": run}
+           "results": summarise(rows), "per_image": rows, "run": run, **(extra or {})}
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(doc, indent=1, default=_json_default, allow_nan=True) + "\n")
     tmp.replace(path)

@@ -34,7 +34,7 @@ import torch.nn as nn
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from lic import paths
+from lic import paths, placeholder
 from lic.codec import state_fingerprint
 from lic.data.prepare import load_manifest
 from lic.models import registry
@@ -82,7 +82,7 @@ def recipe(params: dict, key: str, quality: int | str) -> dict:
         raise KeyError(f"models.{key}.train overrides unknown train keys {sorted(unknown)}")
     train.update(overrides)
     if base:
-        train.update(steps=train["base_steps"], milestones=[], lr_gammas=[])
+        train.update(steps=train["base_steps"], milestones=[], lr_gammas=[], stages={})
     r = {"model": key, "quality": BASE if base else quality, "metric": model_params["metric"], "lmbda": lambdas[quality - 1],
          "kwargs": model_params["kwargs"], "train": train, "train_dataset": params["data"]["train"]}
     if init_from is not None:
@@ -165,6 +165,33 @@ def split_parameters(model: nn.Module) -> tuple[list, list]:
     return main, aux
 
 
+def stage_plan(model: nn.Module, stages: dict) -> list[tuple[str, int, int]]:
+    """``[(stage, first_step, end_step), ...]`` of ``train.stages`` ({stage: steps}, in the model's order),
+    keeping only the stages that have something to train (``model.training_stages``)."""
+    if not stages:
+        return []
+    if not hasattr(model, "stage_setup"):
+        raise ValueError(f"train.stages is set but {type(model).__name__} has no stage_setup()")
+    trainable = list(model.training_stages)
+    unknown = set(stages) - set(getattr(model, "all_stages", trainable))
+    if unknown:
+        raise ValueError(f"unknown training stages {sorted(unknown)}; the model has {trainable}")
+    plan, step = [], 0
+    for name in trainable:
+        n = int(stages.get(name, 0))
+        if n > 0:
+            plan.append((name, step, step + n))
+            step += n
+    return plan
+
+
+def stage_at(plan: list[tuple[str, int, int]], step: int) -> str | None:
+    for name, first, end in plan:
+        if first <= step < end:
+            return name
+    return plan[-1][0] if plan else None
+
+
 def lr_factor(milestones: list[int], gammas: list[float], gamma: float):
     """The step-based schedule: lr = lr₀ · Π gᵢ over the milestones mᵢ ≤ step, with gᵢ = ``gammas[i]``
     (or ``gamma`` for every milestone when ``gammas`` is empty), like MultiStepLR with one factor per
@@ -235,6 +262,8 @@ def train(key: str, quality: int, params: dict, out_dir: Path | None = None, *, 
                                     f"train_reference_base@{key}) first")
         init = torch.load(init_path, map_location="cpu", weights_only=False)
         r["init_fingerprint"] = init["fingerprint"].hex()
+    if t["threads"]:
+        torch.set_num_threads(t["threads"])
     device = torch.device(t["device"] if t["device"] != "cuda" or torch.cuda.is_available() else "cpu")
     if world > 1 and device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
@@ -251,31 +280,46 @@ def train(key: str, quality: int, params: dict, out_dir: Path | None = None, *, 
         src = run_dir(r["init_from"], quality) / "model.pt"
         if not src.exists():
             raise FileNotFoundError(f"{src} missing: {key} builds on {r['init_from']}; train it first")
-        base_rec = torch.load(src, map_location="cpu", weights_only=False)
-        if base_rec.get("inactive"):
+        if placeholder.is_placeholder(src):
             raise FileNotFoundError(f"{src} is a placeholder ({r['init_from']} q{quality} is not trained by this profile)")
+        base_rec = torch.load(src, map_location="cpu", weights_only=False)
         model.load_base_state_dict(base_rec["state_dict"])
         r["init_from_fingerprint"] = base_rec["fingerprint"].hex()
-    main_params, aux_params = split_parameters(model)
-    optimizer = torch.optim.Adam(main_params, lr=t["lr"])
-    aux_optimizer = torch.optim.Adam(aux_params, lr=t["aux_lr"]) if aux_params else None
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(t["milestones"], t["lr_gammas"], t["lr_gamma"]))
+    # Staged training (CGOO: ddt -> msc -> codebook_warmup -> codebook): train.stages = {stage: steps}; each
+    # stage trains what model.stage_setup(stage) unfreezes, with its own loss and a fresh optimizer.
+    plan = stage_plan(model, t["stages"])
+    if plan:
+        if world > 1:
+            raise NotImplementedError("staged training (train.stages) runs on one process")
+        t["steps"] = plan[-1][2]
+
+    def optimisers(stage: str | None):
+        loss_fn = model.stage_setup(stage, r["lmbda"])[1] if stage else None
+        main, aux = split_parameters(model)
+        opt = torch.optim.Adam(main, lr=t["lr"])
+        aux_opt = torch.optim.Adam(aux, lr=t["aux_lr"]) if aux else None
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(t["milestones"], t["lr_gammas"], t["lr_gamma"]))
+        return main, aux, opt, aux_opt, sched, loss_fn
+
     criterion = RateDistortionLoss(r["lmbda"], r["metric"])
     rhash = recipe_hash(r)
+    stage = None
 
     start, resume_rng = 0, None
     last = out_dir / "last.pt"
+    if last.exists() and placeholder.is_placeholder(last):  # a profile that did not train this quality
+        last.unlink()
     if last.exists():
         state = torch.load(last, map_location=device, weights_only=False)
-        if state.get("inactive"):  # the placeholder of a profile that did not train this quality
-            last.unlink()
-        elif state.get("recipe_hash") == rhash:
+        if state.get("recipe_hash") == rhash:
             model.load_state_dict(state["state_dict"])
+            start = state["step"]
+            stage = stage_at(plan, start)
+            main_params, aux_params, optimizer, aux_optimizer, scheduler, stage_loss = optimisers(stage)
             optimizer.load_state_dict(state["optimizer"])
             if aux_optimizer is not None:
                 aux_optimizer.load_state_dict(state["aux_optimizer"])
             scheduler.load_state_dict(state["scheduler"])
-            start = state["step"]
             resume_rng = state["rng"][rank] if isinstance(state["rng"], list) else state["rng"]
             if rank == 0:
                 print(f"[train] {key} q{quality}: resumed from step {start} ({last})")
@@ -284,6 +328,9 @@ def train(key: str, quality: int, params: dict, out_dir: Path | None = None, *, 
             os.replace(last, stale)
             print(f"[train] {key} q{quality}: the recipe changed; previous state kept as {stale.name}, starting over")
 
+    if start == 0:
+        stage = stage_at(plan, 0)
+        main_params, aux_params, optimizer, aux_optimizer, scheduler, stage_loss = optimisers(stage)
     net: nn.Module = model
     if world > 1:
         ignore = [n for n, _ in model.named_parameters() if n.endswith(".quantiles")]
@@ -314,6 +361,10 @@ def train(key: str, quality: int, params: dict, out_dir: Path | None = None, *, 
         _set_rng_state(resume_rng)
     variable_rate = hasattr(model, "sample_lambda")  # ScalingNet: one λ per step, drawn from (seed, rank, step)
     for batch in batches:
+        if plan and stage_at(plan, step) != stage:  # the next training stage: its own parameters and loss
+            stage = stage_at(plan, step)
+            main_params, aux_params, optimizer, aux_optimizer, scheduler, stage_loss = optimisers(stage)
+            net.train()
         x = batch.to(device, non_blocking=True)
         if hasattr(model, "from_rgb"):  # Y / YUV 4:2:0 models code their own colour representation
             x = model.from_rgb(x)
@@ -323,7 +374,10 @@ def train(key: str, quality: int, params: dict, out_dir: Path | None = None, *, 
         optimizer.zero_grad(set_to_none=True)
         with autocast:
             out = net(x)
-        losses = criterion({"x_hat": out["x_hat"].float(), "likelihoods": out["likelihoods"]}, x)
+        if stage_loss is not None:  # the stage's loss sees the whole forward output (e.g. codebook terms)
+            losses = stage_loss(out, x)
+        else:
+            losses = criterion({"x_hat": out["x_hat"].float(), "likelihoods": out["likelihoods"]}, x)
         if not torch.isfinite(losses["loss"]):
             bar.close()
             kept = f"the last good checkpoint is {last} (step {_saved_step(last)})" if last.exists() else \
@@ -354,7 +408,7 @@ def train(key: str, quality: int, params: dict, out_dir: Path | None = None, *, 
             live.log_metric("train/lr", scheduler.get_last_lr()[0])
             live.make_summary()
         if step % t["checkpoint_every"] == 0 or step == t["steps"]:
-            _checkpoint(last, model, optimizer, aux_optimizer, scheduler, step, rhash, rank, world)
+            _checkpoint(last, model, optimizer, aux_optimizer, scheduler, step, rhash, rank, world, stage)
         if stop_after is not None and step - start >= stop_after:
             bar.close()
             return last
@@ -383,7 +437,7 @@ def _saved_step(path: Path) -> int | str:
         return "unknown"
 
 
-def _checkpoint(path, model, optimizer, aux_optimizer, scheduler, step, rhash, rank, world) -> None:
+def _checkpoint(path, model, optimizer, aux_optimizer, scheduler, step, rhash, rank, world, stage=None) -> None:
     rng = _rng_state()
     if world > 1:  # every rank's RNG state, so each resumes its own stream
         gathered = [None] * world
@@ -392,7 +446,7 @@ def _checkpoint(path, model, optimizer, aux_optimizer, scheduler, step, rhash, r
     if rank == 0:
         _atomic_save({"state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
                       "aux_optimizer": aux_optimizer.state_dict() if aux_optimizer else None,
-                      "scheduler": scheduler.state_dict(), "step": step, "rng": rng,
+                      "scheduler": scheduler.state_dict(), "step": step, "rng": rng, "stage": stage,
                       "recipe_hash": rhash}, path)
     if world > 1:
         dist.barrier()
@@ -404,23 +458,9 @@ def is_active(params: dict, quality: int | str) -> bool:
 
 
 def write_inactive(key: str, quality: int, params: dict, out_dir: Path | None = None) -> Path:
-    """The outputs of a train stage whose quality the profile does not train.
-
-    DVC's matrix axis (``train.qualities``) is the same for both profiles; the default profile trains
-    only ``active_qualities`` (BD-rate needs 4 points). The stage of any other quality writes a
-    ``model.pt`` record marked ``inactive`` (no weights), so the stage completes in a second and the
-    evaluation skips it. Any state of an earlier real run in ``last.pt`` is kept untouched.
-    """
-    out_dir = Path(out_dir or run_dir(key, quality))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    note = {"model": key, "quality": quality, "inactive": True, "profile": params["profile"],
-            "active_qualities": params["train"]["active_qualities"]}
-    _atomic_save(note, out_dir / "model.pt")
-    if not (out_dir / "last.pt").exists():
-        _atomic_save(note, out_dir / "last.pt")
-    (out_dir / "dvclive").mkdir(exist_ok=True)
-    (out_dir / "run.json").write_text(json.dumps(note, indent=1) + "\n")
-    return out_dir / "model.pt"
+    """The outputs of a train stage whose quality the profile does not train (:mod:`lic.placeholder`)."""
+    return placeholder.write_inactive(Path(out_dir or run_dir(key, quality)), key, quality, params["profile"],
+                                      params["train"]["active_qualities"])
 
 
 def main(key: str, quality: int, params: dict, progress: bool = True) -> Path:

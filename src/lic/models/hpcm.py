@@ -30,7 +30,7 @@ li2025-hpcm-base-phicontext    63,582,419          progressive context C_{i+1} =
 **One coding loop.** :meth:`HPCM._code_hierarchy` walks the stages and steps, computing the
 entropy parameters of each step only from the hyperprior and already coded latents, and calls a
 per-step callback; ``forward`` (STE rounding for the decoder path, additive noise for the rate in
-training, rounding in eval), ``compress`` (rANS encoding into one ``BufferedRansEncoder``) and
+training, rounding in eval), ``compress`` (rANS encoding of all steps into one buffered stream) and
 ``decompress`` only differ in that callback, so ``decompress(compress(x))`` equals the eval-mode
 ``forward`` reconstruction (clamped to [0, 1]) exactly on the same machine.
 
@@ -53,10 +53,13 @@ Args (defaults = HPCM-Base):
     context: "attention" (PCF, the paper) or "phi" (C_{i+1} = ψ_i, the PhiContext model).
     official_s2_hyper: reproduce quirk Q2 (needed for the released weights; 3-stage schedule only).
     stream_crc: prefix each rANS string with a CRC-32 (truncation is an error, not garbage).
+    entropy_coder: rANS path of y and z, "fast" (:mod:`lic.entropy.fast`, numba on arrays) or
+        "compressai" (``compressai.ans``, lists); the same bytes either way.
 
 Deviations: see ``docs/hpcm.md`` (replicate padding instead of centred zero padding; CRC-32
 prefixes; raster symbol order of the masked positions instead of the official packed order;
-ablation schedules chosen by us; CompressAI's rANS instead of the official numpy-interface copy).
+ablation schedules chosen by us; CompressAI 1.2.8's rANS format, coded by default by
+:mod:`lic.entropy.fast`, instead of the official numpy-interface copy).
 """
 
 from __future__ import annotations
@@ -66,10 +69,10 @@ from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
-from compressai.ans import BufferedRansEncoder, RansDecoder
 from compressai.models import CompressionModel
 from torch import nn
 
+from lic.entropy.fast import check_coder, coder
 from lic.models.hpcm_entropy import (KINDS, GGMConditional, extract, get_scale_table,
                                      official_s2_hyper, scatter, seal, step_map, unseal)
 from lic.models.hpcm_layers import (CrossAttentionCell, EntropyParameters, analysis_transform,
@@ -113,8 +116,9 @@ class HPCM(CompressionModel):
                  windows: Sequence[int] | None = None, shared_context: bool = True,
                  step_adaptors: bool | None = None, context: str = "attention",
                  official_s2_hyper: bool = True,
-                 stream_crc: bool = True, groups: int = 8):
+                 stream_crc: bool = True, groups: int = 8, entropy_coder: str = "fast"):
         super().__init__()
+        self.entropy_coder_name = check_coder(entropy_coder)  # "fast" | "compressai": same bytes
         if M % groups:
             raise ValueError(f"M={M} must be divisible by {groups} channel groups")
         if context not in ("attention", "phi"):
@@ -293,8 +297,7 @@ class HPCM(CompressionModel):
         em = self.entropy_estimation
         if em._quantized_cdf.numel() == 0 or self.entropy_estimation_z._quantized_cdf.numel() == 0:
             raise RuntimeError("call model.update(force=True) before compress/decompress")
-        return (em.quantized_cdf.tolist(), em.cdf_length.reshape(-1).int().tolist(),
-                em.offset.reshape(-1).int().tolist())
+        return coder(self.entropy_coder_name).tables(em)
 
     def _z_indexes(self, shape) -> torch.Tensor:
         return torch.arange(self.N, dtype=torch.int32, device=self.means_hyper.device).view(
@@ -310,15 +313,15 @@ class HPCM(CompressionModel):
         y = self.g_a(self._pad(x))
         z = self.h_a(y)
         z_res = z - self.means_hyper
-        z_string = self.entropy_estimation_z.compress(z_res, self._z_indexes(z.shape))[0]
+        rc = coder(self.entropy_coder_name)  # z: the bytes of GGMConditional.compress, on rc's path
+        z_string = rc.encode(torch.round(z_res).int(), self._z_indexes(z.shape), rc.tables(self.entropy_estimation_z))
         hyper = self.h_s(torch.round(z_res) + self.means_hyper)
-        em, encoder = self.entropy_estimation, BufferedRansEncoder()
+        em, encoder = self.entropy_estimation, rc.encoder()
 
         def code(_k, y_r, scales_m, means_m, mask):
             y_q = torch.round((y_r - means_m) * mask)
             sel = mask.bool().expand_as(y_q)
-            encoder.encode_with_indexes(y_q[sel].int().tolist(), em.build_indexes(scales_m[sel]).tolist(),
-                                        *tables)
+            encoder.encode(y_q[sel].int(), em.build_indexes(scales_m[sel]), tables)
             return y_q, y_q
 
         self._code_hierarchy(hyper, code, y)
@@ -337,17 +340,17 @@ class HPCM(CompressionModel):
             y_str, z_str = unseal(y_str, "y"), unseal(z_str, "z")
         tables = self._y_tables()
         zi = self._z_indexes((1, self.N, shape[0], shape[1]))
-        z_res = self.entropy_estimation_z.decompress([z_str], zi).to(self.means_hyper.dtype)
+        rc = coder(self.entropy_coder_name)
+        z_res = rc.decode(z_str, zi, rc.tables(self.entropy_estimation_z)).reshape(zi.shape).to(
+            dtype=self.means_hyper.dtype, device=self.means_hyper.device)
         hyper = self.h_s(z_res + self.means_hyper)
-        em, decoder = self.entropy_estimation, RansDecoder()
-        decoder.set_stream(y_str)
+        em, decoder = self.entropy_estimation, rc.decoder(y_str)
 
         def code(_k, _y, scales_m, means_m, mask):
             sel = mask.bool().expand_as(scales_m)
-            idx = em.build_indexes(scales_m[sel]).tolist()
-            values = decoder.decode_stream(idx, *tables)
+            values = decoder.decode(em.build_indexes(scales_m[sel]), tables)
             y_q = torch.zeros_like(scales_m)
-            y_q[sel] = torch.tensor(values, dtype=y_q.dtype, device=y_q.device)
+            y_q[sel] = values.to(dtype=y_q.dtype, device=y_q.device)
             return y_q, y_q
 
         y_hat, _, _ = self._code_hierarchy(hyper, code)

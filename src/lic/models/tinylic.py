@@ -58,10 +58,10 @@ from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn as nn
-from compressai.ans import BufferedRansEncoder, RansDecoder
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from compressai.models import CompressionModel
 
+from lic.entropy.fast import check_coder, coder
 from lic.models.registry import register
 from lic.models.tinylic_blocks import MultistageMaskedConv2d, conv, deconv, rnab, rstb
 
@@ -134,8 +134,10 @@ class TinyLIC(CompressionModel):
                  depths: Sequence[int] = (2, 2, 6, 2, 2, 2), num_heads: Sequence[int] | None = None,
                  kernel_size: int = 7, hyper_kernel_size: int = 3, mlp_ratio: float = 2.0,
                  drop_path_rate: float = 0.1, train_resolution: int = 256, use_natten: bool = True,
-                 v1_entropy_parameters: str = "code", in_channels: int = 3, out_channels: int | None = None):
+                 v1_entropy_parameters: str = "code", in_channels: int = 3, out_channels: int | None = None,
+                 entropy_coder: str = "fast"):
         super().__init__()
+        self.entropy_coder_name = check_coder(entropy_coder)  # "fast" | "compressai": same bytes
         if len(tuple(depths)) != 6:
             raise ValueError(f"depths needs 6 entries (g_a1, g_a3, g_a5, g_a7, h_a1, h_a3), got {depths}")
         c = list(channels) if channels is not None else [N, 3 * N // 2, 2 * N, M]
@@ -312,8 +314,8 @@ class TinyLIC(CompressionModel):
         return [t[b, :, py::2, px::2] for py, px in groups]
 
     def _cdf_args(self):
-        gc = self.gaussian_conditional
-        return gc.quantized_cdf.tolist(), gc.cdf_length.reshape(-1).int().tolist(), gc.offset.reshape(-1).int().tolist()
+        """The GaussianConditional's CDF tables in the form of the selected coder path."""
+        return coder(self.entropy_coder_name).tables(self.gaussian_conditional)
 
     @torch.no_grad()
     def compress(self, x):
@@ -324,8 +326,9 @@ class TinyLIC(CompressionModel):
         """compress + the ŷ the decoder will reconstruct (used by the MSR encoder)."""
         y = self.g_a(x)
         z = self.h_a(y)
-        z_strings = self.entropy_bottleneck.compress(z)
-        z_hat = self.entropy_bottleneck.decompress(z_strings, z.size()[-2:])
+        rc = coder(self.entropy_coder_name)
+        z_strings = rc.eb_compress(self.entropy_bottleneck, z)
+        z_hat = rc.eb_decompress(self.entropy_bottleneck, z_strings, z.size()[-2:])
         psi = self.h_s(z_hat)
         ys = y.split(self.slices, 1)
         B = x.shape[0]
@@ -341,12 +344,11 @@ class TinyLIC(CompressionModel):
             return q + means
 
         y_hats, _, _ = self._code_y(psi, step)
-        cdf, cdf_len, off = self._cdf_args()
+        tables = self._cdf_args()
         y_strings = []
         for b in range(B):
-            enc = BufferedRansEncoder()
-            enc.encode_with_indexes(torch.cat(symbols[b]).int().tolist(), torch.cat(indexes[b]).int().tolist(),
-                                    cdf, cdf_len, off)
+            enc = rc.encoder()
+            enc.encode(torch.cat(symbols[b]).int(), torch.cat(indexes[b]).int(), tables)
             y_strings.append(enc.flush())
         return {"strings": [y_strings, z_strings], "shape": tuple(int(s) for s in z.size()[-2:]),
                 "y_hat": torch.cat(y_hats, 1)}
@@ -357,23 +359,19 @@ class TinyLIC(CompressionModel):
 
     def _decompress_y(self, strings, shape) -> torch.Tensor:
         """Decode ŷ (all slices, concatenated) from ``strings = [[y], [z]]``."""
-        z_hat = self.entropy_bottleneck.decompress(strings[1], tuple(shape))
+        rc = coder(self.entropy_coder_name)
+        z_hat = rc.eb_decompress(self.entropy_bottleneck, strings[1], tuple(shape))
         psi = self.h_s(z_hat)
         B = z_hat.shape[0]
-        cdf, cdf_len, off = self._cdf_args()
-        decoders = []
-        for b in range(B):
-            d = RansDecoder()
-            d.set_stream(strings[0][b])
-            decoders.append(d)
+        tables = self._cdf_args()
+        decoders = [rc.decoder(strings[0][b]) for b in range(B)]
 
         def step(i, groups, scales, means):
             idx = self.gaussian_conditional.build_indexes(scales)
             vals = means.clone()
             for b in range(B):
                 for gi, (ix, mu) in enumerate(zip(self._groups_of(idx, b, groups), self._groups_of(means, b, groups))):
-                    q = decoders[b].decode_stream(ix.reshape(-1).int().tolist(), cdf, cdf_len, off)
-                    q = torch.tensor(q, dtype=mu.dtype, device=mu.device).reshape(mu.shape)
+                    q = decoders[b].decode(ix.int(), tables).to(dtype=mu.dtype, device=mu.device).reshape(mu.shape)
                     if groups is None:
                         vals[b] = q + mu
                     else:
