@@ -77,8 +77,9 @@ class ACTimer:
 
     It replaces the coder class names in :data:`CODER_CLASSES`' modules and in every loaded
     ``lic.*`` / ``compressai.*`` module that imported them by name (``lic.entropy.fast`` itself too:
-    its ``RansCoder`` makes the models' coder objects), and restores them on exit. Work a model does *around* the coder (building index tensors, ``.tolist()``) counts
-    as network time: exactly the cost a faster Python/C exchange removes (HPCM Table C).
+    its ``RansCoder`` makes the models' coder objects), and restores them on exit. Work a model does
+    *around* the coder (building index tensors, ``.tolist()``) counts as network time: exactly the
+    cost a faster Python/C exchange removes (HPCM Table C).
     """
 
     def __init__(self, model: torch.nn.Module | None = None) -> None:

@@ -41,6 +41,7 @@ model can be trained on CPU):
     online_iters (50), online_lr (0.01), online_rate_weight (0.5: the relaxed rate weight),
     online_seed (0), qp_steps ((0.8, 0.9, 1.0, 1.1, 1.25, 1.4, 1.6)), msc_ratios
     ((0, 0.02, 0.05, 0.1, 0.2)), online_fallback (True: the unrefined latent is a candidate too).
+    entropy_coder (TCM's): "fast" or "compressai" for every stream (y, z, DDT syntax, MSC indices).
 """
 
 from __future__ import annotations

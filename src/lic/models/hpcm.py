@@ -314,7 +314,8 @@ class HPCM(CompressionModel):
         z = self.h_a(y)
         z_res = z - self.means_hyper
         rc = coder(self.entropy_coder_name)  # z: the bytes of GGMConditional.compress, on rc's path
-        z_string = rc.encode(torch.round(z_res).int(), self._z_indexes(z.shape), rc.tables(self.entropy_estimation_z))
+        z_string = rc.encode(torch.round(z_res).int(), self._z_indexes(z.shape),
+                             rc.tables(self.entropy_estimation_z))
         hyper = self.h_s(torch.round(z_res) + self.means_hyper)
         em, encoder = self.entropy_estimation, rc.encoder()
 

@@ -28,8 +28,8 @@ count; the paper's own numbers are lower (unexplained, probably the paper's orig
 
 **One coding loop.** :meth:`TCM._code_slices` walks the 5 slices and calls a per-slice callback;
 ``forward`` (noise likelihoods + STE rounding, the official mixed quantization), ``compress`` (rANS
-encoding of round(y_i − μ) with CompressAI's GaussianConditional tables into *one*
-BufferedRansEncoder, as the official code) and ``decompress`` (decoding the same symbols) only differ
+encoding of round(y_i − μ) with CompressAI's GaussianConditional tables into *one* buffered
+stream, as the official code's BufferedRansEncoder) and ``decompress`` (decoding the same symbols) only differ
 in that callback. ``decompress(compress(x))`` therefore reproduces the eval-mode ``forward``
 reconstruction bit for bit on the same machine (tested), apart from the final clamp to [0, 1].
 
@@ -63,7 +63,10 @@ W/SW), ``head_dim`` (per stage: g_a 8/16/32, g_s 32/16/8), ``window_size`` (8), 
 cc_mean/cc_scale/LRP transforms, hard-coded officially), ``drop_path_rate`` (0; the official per-stage
 ``dpr`` offset is never advanced, so block j of every stage uses ``dpr[j]`` — reproduced),
 ``pad_multiple`` (128) and ``min_size`` (256): the internal padding described above (kept as
-``size_multiple``; ``registry.build`` may overwrite ``pad_multiple``, which only the codec reads).
+``size_multiple``; ``registry.build`` may overwrite ``pad_multiple``, which only the codec reads),
+``entropy_coder`` ("fast": :mod:`lic.entropy.fast` for y and z; "compressai": CompressAI's per-call
+``compressai.ans`` / ``EntropyBottleneck.compress``; the same bytes, see docs/entropy.md; kept as
+``entropy_coder_name``, also used by CGOO).
 
 Not reproduced: the official ``from_state_dict`` (broken, spec §1.6) and the unused
 ``_likelihood``/``_standardized_cumulative`` helpers. Weight initialisation is PyTorch's default

@@ -127,6 +127,8 @@ class TinyLIC(CompressionModel):
             sum equals the current step's context). Only for ``context="spatial4"``.
         in_channels, out_channels: image channels at g_a0 / g_s7 (3 = RGB; 1 for the Y-only model).
         use_natten: use the ``natten`` CUDA kernels when installed and on CUDA.
+        entropy_coder: rANS path of y and z, "fast" (:mod:`lic.entropy.fast`) or "compressai"
+            (CompressAI's per-call ``compressai.ans`` / ``EntropyBottleneck.compress``); same bytes.
     """
 
     def __init__(self, N: int = 128, M: int = 320, *, block: str = "rnab", context: str = "mcm",
