@@ -318,3 +318,15 @@ def test_fast_and_compressai_coders_write_the_same_streams_and_decode_each_other
     assert torch.equal(other.decompress(enc_fast["strings"], enc_fast["shape"])["x_hat"], ref)
     with pytest.raises(ValueError, match="entropy_coder"):
         TCM(N=32, entropy_coder="rans")
+
+
+def test_channels_last_input_trains():
+    """A batch made by permuting HWC crops (as data loaders do) once segfaulted in backward (torch 2.14.1 CPU)."""
+    torch.manual_seed(0)
+    m = TCM(N=16, M=80, z_channels=32, head_dim=(8,) * 6, hyper_head_dim=8, atten_inter_dim=32, cc_hidden=(48, 32),
+            window_size=4, hyper_window_size=2, pad_multiple=64, min_size=64)
+    x = torch.rand(2, 64, 64, 3).permute(0, 3, 1, 2)
+    assert not x.is_contiguous()
+    out = m(x)
+    (out["x_hat"].mean() - sum(lk.log().sum() for lk in out["likelihoods"].values()) * 1e-6).backward()
+    assert all(p.grad is not None for p in m.g_a.parameters())

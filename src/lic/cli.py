@@ -130,7 +130,9 @@ def _cmd_complexity(args: argparse.Namespace) -> int:
             kwargs = params["models"][key]["kwargs"] if key in params["models"] else {}
             torch.manual_seed(0)
             model = registry.build(key, **kwargs)
-            rec = complexity_record(key, model)
+            # Y / YUV 4:2:0 models code their own representation of the RGB input: profile that conversion too
+            fn = (lambda m, x: m(m.from_rgb(x))) if hasattr(model, "from_rgb") else None
+            rec = complexity_record(key, model, fn=fn, path="forward" if fn is None else "forward(from_rgb(x))")
             del model
             records.append({**rec, "key": f"{key} ({profile})", "model": key, "profile": profile, "kwargs": kwargs})
             print(f"[complexity] {key} ({profile}): {rec['params']:,} params, {rec['kmacs_per_pixel']:.2f} kMACs/px",

@@ -249,6 +249,7 @@ class CGOO(TCM):
         """Training/estimation forward of the current ``train_stage`` (Δ = 1, mask ratio
         ``msc_train_ratio``). Returns x_hat, likelihoods (y, z, and ddt / msc when active) and, for the
         codebook stages, ``vq`` = {"codebook", "commitment"} losses."""
+        x = x.contiguous()  # a channels-last batch segfaults the backward on CPU (torch 2.14.1), as in TCM.forward
         h, w = x.shape[-2:]
         x_pad = self._pad(x)
         stage = self.train_stage
@@ -349,6 +350,8 @@ class CGOO(TCM):
         """Encode one image, with the online optimisation of :mod:`lic.models.cgoo_online`
         (gradients are enabled inside it even under ``torch.no_grad``)."""
         from lic.models.cgoo_online import online_encode
+
+        x = x.contiguous()  # the online refinement runs a backward pass: see forward
 
         if x.size(0) != 1:
             raise ValueError(f"CGOO.compress codes one image at a time (batch 1), got batch {x.size(0)}")

@@ -243,6 +243,9 @@ class TCM(CompressionModel):
     # ------------------------------------------------------------------ training / estimation
     def forward(self, x: torch.Tensor) -> dict:
         h, w = x.shape[-2:]
+        # A channels-last input (e.g. a permuted HWC batch) makes the backward pass of this network segfault on
+        # CPU with torch 2.14.1 (tests/test_model_tcm.py::test_channels_last_input_trains); contiguous is safe.
+        x = x.contiguous()
         y = self.g_a(self._pad(x))
         z = self.h_a(y)
         _, z_likelihoods = self.entropy_bottleneck(z)

@@ -1,0 +1,69 @@
+"""The papers' table builders (lic.reports) on hand-made curves: paper numbers beside ours, BD-rate cells."""
+
+import math
+
+import numpy as np
+import pytest
+
+from lic.reports import cgoo, common, hpcm, tinylic
+
+
+def _curve(scale: float, n: int = 4, shift_db: float = 0.0) -> dict:
+    bpp = list(np.geomspace(0.1, 1.2, n) * scale)
+    psnr = [30 + 4 * math.log2(b / 0.1) + shift_db for b in np.geomspace(0.1, 1.2, n)]
+    return {"results": {"bpp": bpp, "psnr-rgb": psnr, "psnr-y": psnr, "psnr-yuv420": psnr}, "kind": "ours",
+            "origin": "ours", "name": "x", "meta": {}}
+
+
+def test_bd_cell_and_reason():
+    curves = {"a": _curve(1.0), "b": _curve(0.9)}
+    rate, why = common.bd(curves, "b", "a")
+    assert rate == pytest.approx(-10.0, abs=0.01) and why == ""
+    rate, why = common.bd(curves, "missing", "a")
+    assert math.isnan(rate) and "no result for missing" in why
+
+
+def test_hpcm_table_d_puts_the_paper_beside_ours():
+    curves = {k: _curve(1.0 + 0.01 * n) for n, k in hpcm.STAGES.items()}
+    records = [{"model": k, "profile": "paper", "kmacs_per_pixel": 900.0 + n, "params": 1} for n, k in hpcm.STAGES.items()]
+    t = hpcm.table_d(curves, records)
+    assert list(t.index) == [1, 2, 3, 4]
+    assert t.loc[3, "bd_rate_pct"] == 0.0 and t.loc[1, "kmacs_paper"] == 1107.48
+    assert t.loc[4, "bd_rate_pct"] == pytest.approx((1.04 / 1.03 - 1) * 100, abs=1e-6) and t.loc[4, "kmacs_per_pixel"] == 904.0
+
+
+def test_hpcm_tables_a_and_c_take_one_column_per_device():
+    docs = [{"device_name": "GPU-X", "profile": "paper", "models": [
+        {"model": hpcm.BASE, "training": {"steps_per_s": 6.0},
+         "coding": {k: 1.0 for k in ("enc_net_ms", "enc_ac_ms", "enc_total_ms", "dec_net_ms", "dec_ac_ms", "dec_total_ms")}},
+        {"model": hpcm.TCM, "training": {"steps_per_s": 2.0},
+         "coding": {k: 2.0 for k in ("enc_net_ms", "enc_ac_ms", "enc_total_ms", "dec_net_ms", "dec_ac_ms", "dec_total_ms")}}]}]
+    ta = hpcm.table_a(docs)
+    assert ta.loc["HPCM-Base", "GPU-X [paper]"] == 6.0
+    assert ta.loc["ratio HPCM-Base / TCM", "GPU-X [paper]"] == pytest.approx(3.0)
+    assert ta.loc["ratio HPCM-Base / TCM", "paper (RTX 3090, batch 8, 256²)"] == pytest.approx(3.67 / 1.28)
+    tc = hpcm.table_c(docs, [])
+    assert tc.loc[("paper (RTX 3090)", "HPCM-Base"), "enc_ac_ms"] == 25
+    assert tc.loc[("GPU-X [paper]", "HPCM-Base"), "enc_ac_ms"] == 1.0
+
+
+def test_tinylic_split_uses_four_points_per_half_when_the_curve_is_long():
+    short = {"v": _curve(1.0), "m": _curve(0.95)}
+    r = tinylic.split_bd(short, "m", "v")
+    assert r["split"] == "whole curve" and r["bd_low"] == r["bd_high"] == pytest.approx(-5.0, abs=0.01)
+    long = {"v": _curve(1.0, 6), "m": _curve(0.95, 6)}
+    r = tinylic.split_bd(long, "m", "v")
+    assert r["split"].startswith("4 lowest") and r["bd_low"] == pytest.approx(-5.0, abs=0.01)
+    t5 = tinylic.table_5({tinylic.V3: _curve(1.0), tinylic.MSR: _curve(0.98)}, "kodak")
+    assert t5.loc[tinylic.MSR, "paper_low_pct"] == -2.19 and t5.loc[tinylic.MSR, "bd_rate_low_pct"] < 0
+
+
+def test_cgoo_table_3_and_ablations():
+    curves = {"bpg444": _curve(1.0), cgoo.TCM: _curve(0.7), cgoo.CGOO: _curve(0.68)}
+    t3 = cgoo.table_3(curves, "kodak")
+    assert t3.loc["Ours", "paper_bd_rate_pct"] == -35.21
+    assert t3.loc["Ours", "bd_rate_pct"] == pytest.approx(-32.0, abs=0.01)
+    assert math.isnan(t3.loc["Zou (CVPR-22)", "bd_rate_pct"])
+    ab = cgoo.ablation_table(curves)
+    assert ab.loc[cgoo.CGOO, "bd_rate_vs_tcm_pct"] == pytest.approx(-2.857, abs=0.01)
+    assert math.isnan(ab.loc["kuang2025-cgoo-noddt", "bd_rate_vs_tcm_pct"])
