@@ -129,6 +129,7 @@ def make_tiny_project(root: Path) -> dict:
     raw["profile"] = "default"
     raw["train"]["default"].update(TINY_OVERRIDES)
     raw["models"]["minnen2018-mean"]["default"]["kwargs"] = {"N": 16, "M": 24}
+    raw["models"]["minnen2018-mean"]["default"]["train"] = {}  # the tiny schedule above, not the profile's
     (root / "data").mkdir(parents=True, exist_ok=True)
     (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     photos = {"astronaut": skdata.astronaut(), "coffee": skdata.coffee(), "chelsea": skdata.chelsea()}
