@@ -17,6 +17,7 @@ from lic.metrics import mse, to_tensor
 from lic.models import registry
 from lic.models.cgoo import CGOO, DDTDecoder, DDTEncoder, cgoo_stage_setup
 from lic.models.tcm import TCM, TCM_PARAMS
+from coding_helpers import forbid_compressai
 
 LMBDA = 0.01
 # A CPU-sized CGOO: 64-px inputs (windows 4 / 2), narrow entropy model, narrow DDT/MSC.
@@ -281,23 +282,6 @@ def test_load_tcm_backbone():
         model.load_tcm_state_dict(TCM(**{**TINY_TCM, "N": 32}).state_dict())
 
 
-def _forbid_compressai(monkeypatch, model):
-    """Make every CompressAI coding call raise (the per-call classes, and the compress/decompress of
-    the model's CompressAI entropy models): the fast path must not use them."""
-    import compressai.ans
-    from compressai.entropy_models import EntropyModel
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("CompressAI coder used on the fast path")
-
-    for name in ("BufferedRansEncoder", "RansEncoder", "RansDecoder"):
-        monkeypatch.setattr(compressai.ans, name, refuse)
-    for module in model.modules():
-        if isinstance(module, EntropyModel):
-            monkeypatch.setattr(module, "compress", refuse)
-            monkeypatch.setattr(module, "decompress", refuse)
-
-
 def test_fast_and_compressai_coders_write_the_same_streams_and_decode_each_other(trained, monkeypatch):
     """entropy_coder="fast" (default) and "compressai", every stream (y, z, DDT syntax, MSC):
     identical bytes, and each decodes the other's streams exactly to the encoder's reconstruction;
@@ -310,7 +294,7 @@ def test_fast_and_compressai_coders_write_the_same_streams_and_decode_each_other
         s = trained.ddt_syntax(trained._pad(x))
         enc_cai = other.encode_latent(y, s, 0, 0.25, x.shape[-2:])
         with monkeypatch.context() as mp:
-            _forbid_compressai(mp, fast)
+            forbid_compressai(mp, fast)
             enc_fast = fast.encode_latent(y, s, 0, 0.25, x.shape[-2:])
             dec = fast.decompress(enc_cai["strings"], enc_cai["shape"], extra=enc_cai["extra"])["x_hat"]
         assert torch.equal(dec, enc_cai["x_hat"])

@@ -17,6 +17,7 @@ from lic.complexity import count_macs, count_params
 from lic.models import registry
 from lic.models.hpcm import HPCM, convert_official_state_dict
 from lic.models.hpcm_entropy import GGMConditional, extract, official_s2_hyper, scatter, step_map
+from coding_helpers import forbid_compressai
 
 TINY = dict(M=32, N=32, g_channels=(16, 24, 32), g_blocks=(1, 1, 1), h_blocks=(1, 1),
             ep_blocks=((1, 1), (1, 1)), num_heads=4, windows=(1, 2, 4))
@@ -386,23 +387,6 @@ def test_codec_file_round_trip(tmp_path):
     assert enc.bits_estimated > 0
 
 
-def _forbid_compressai(monkeypatch, model):
-    """Make every CompressAI coding call raise (the per-call classes, and the compress/decompress of
-    the model's CompressAI entropy models): the fast path must not use them."""
-    import compressai.ans
-    from compressai.entropy_models import EntropyModel
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("CompressAI coder used on the fast path")
-
-    for name in ("BufferedRansEncoder", "RansEncoder", "RansDecoder"):
-        monkeypatch.setattr(compressai.ans, name, refuse)
-    for module in model.modules():
-        if isinstance(module, EntropyModel):
-            monkeypatch.setattr(module, "compress", refuse)
-            monkeypatch.setattr(module, "decompress", refuse)
-
-
 def test_fast_and_compressai_coders_write_the_same_streams_and_decode_each_other(monkeypatch):
     """entropy_coder="fast" (default) and "compressai": identical bytes; each decodes the other's
     streams exactly to the eval forward's reconstruction; the fast path touches no CompressAI coder."""
@@ -417,7 +401,7 @@ def test_fast_and_compressai_coders_write_the_same_streams_and_decode_each_other
     enc_cai = ref_coder.compress(x)
     assert torch.equal(ref_coder.decompress(enc_cai["strings"], enc_cai["shape"])["x_hat"], ref)
     with monkeypatch.context() as mp:
-        _forbid_compressai(mp, fast)
+        forbid_compressai(mp, fast)
         enc_fast = fast.compress(x)
         assert torch.equal(fast.decompress(enc_cai["strings"], enc_cai["shape"])["x_hat"], ref)
     assert enc_fast["strings"] == enc_cai["strings"] and enc_fast["shape"] == enc_cai["shape"]

@@ -13,6 +13,7 @@ import torch
 from lic.complexity import count_macs, count_params
 from lic.models import registry
 from lic.models.tcm import TCM, convert_official_state_dict
+from coding_helpers import forbid_compressai
 
 # Spec §1.8: 45.18 / 59.13 / 76.57 M (the spec gives 2 decimals; these are the exact integers of
 # its analytic count, reproduced by `spec_state_dict_shapes` below).
@@ -283,23 +284,6 @@ def test_kmacs_large_256():
     assert (count.macs - attention) / count.pixels / 1000 == pytest.approx(1823.58, rel=1e-4)
 
 
-def _forbid_compressai(monkeypatch, model):
-    """Make every CompressAI coding call raise (the per-call classes, and the compress/decompress of
-    the model's CompressAI entropy models): the fast path must not use them."""
-    import compressai.ans
-    from compressai.entropy_models import EntropyModel
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("CompressAI coder used on the fast path")
-
-    for name in ("BufferedRansEncoder", "RansEncoder", "RansDecoder"):
-        monkeypatch.setattr(compressai.ans, name, refuse)
-    for module in model.modules():
-        if isinstance(module, EntropyModel):
-            monkeypatch.setattr(module, "compress", refuse)
-            monkeypatch.setattr(module, "decompress", refuse)
-
-
 def test_fast_and_compressai_coders_write_the_same_streams_and_decode_each_other(small, small_io, monkeypatch):
     """entropy_coder="fast" (default) and "compressai": identical bytes (y and z); each decodes the
     other's streams exactly to the eval forward's reconstruction; the fast path touches no CompressAI
@@ -311,7 +295,7 @@ def test_fast_and_compressai_coders_write_the_same_streams_and_decode_each_other
     ref = out["x_hat"].clamp(0, 1)
     enc_cai = other.compress(x)
     with monkeypatch.context() as mp:
-        _forbid_compressai(mp, small)
+        forbid_compressai(mp, small)
         enc_fast = small.compress(x)
         assert torch.equal(small.decompress(enc_cai["strings"], enc_cai["shape"])["x_hat"], ref)
     assert enc_fast["strings"] == enc_cai["strings"] and enc_fast["shape"] == enc_cai["shape"]

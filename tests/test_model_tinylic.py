@@ -13,6 +13,7 @@ from lic.codec import pad
 from lic.models import registry
 from lic.models.tinylic import TinyLIC, convert_official_state_dict, mcm_slices
 from lic.models.tinylic_blocks import kernel_mask
+from coding_helpers import forbid_compressai
 
 #: CPU-sized kwargs (the ones recommended for the default profile)
 TINY = dict(N=16, M=48, depths=(1, 1, 1, 1, 1, 1))
@@ -269,23 +270,6 @@ def test_bad_config_fails_loudly():
         TinyLIC(N=16, M=48, context="nope")
 
 
-def _forbid_compressai(monkeypatch, model):
-    """Make every CompressAI coding call raise (the per-call classes, and the compress/decompress of
-    the model's CompressAI entropy models): the fast path must not use them."""
-    import compressai.ans
-    from compressai.entropy_models import EntropyModel
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("CompressAI coder used on the fast path")
-
-    for name in ("BufferedRansEncoder", "RansEncoder", "RansDecoder"):
-        monkeypatch.setattr(compressai.ans, name, refuse)
-    for module in model.modules():
-        if isinstance(module, EntropyModel):
-            monkeypatch.setattr(module, "compress", refuse)
-            monkeypatch.setattr(module, "decompress", refuse)
-
-
 def test_fast_and_compressai_coders_write_the_same_streams_and_decode_each_other(monkeypatch):
     """entropy_coder="fast" (default) and "compressai", batch 2 (one stream per image): identical
     bytes (y and z); each decodes the other's streams exactly to the eval forward's reconstruction;
@@ -302,7 +286,7 @@ def test_fast_and_compressai_coders_write_the_same_streams_and_decode_each_other
         ref = fast(x)["x_hat"].clamp(0, 1)
         enc_cai = other.compress(x)
         with monkeypatch.context() as mp:
-            _forbid_compressai(mp, fast)
+            forbid_compressai(mp, fast)
             enc_fast = fast.compress(x)
             assert torch.equal(fast.decompress(enc_cai["strings"], enc_cai["shape"])["x_hat"], ref)
         assert enc_fast["strings"] == enc_cai["strings"] and enc_fast["shape"] == enc_cai["shape"]
