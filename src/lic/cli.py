@@ -41,10 +41,38 @@ def _cmd_notebook(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_recipes(args: argparse.Namespace) -> int:
+    from lic.config import load_params
+    from lic.recipes import write_all
+
+    files = write_all(load_params(profile=args.profile))
+    print(f"[recipes] {len(files)} training recipes under recipes/train")
+    return 0
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
+    quality = "base" if args.base else args.quality
+    if args.recipe:
+        from lic import recipes
+
+        resolved = recipes.read(args.recipe)
+        if (resolved["model"], resolved["quality"]) != (args.model, quality):
+            raise ValueError(f"{args.recipe} is the recipe of {resolved['model']} q{resolved['quality']}, "
+                             f"not {args.model} q{quality}")
+        if not resolved["active"]:
+            from lic import paths, placeholder  # no torch import for a quality the profile skips
+
+            path = placeholder.write_inactive(paths.CHECKPOINTS / args.model / f"q{quality}", args.model, quality,
+                                              resolved["profile"], resolved["active_qualities"])
+            print(f"[train] {args.model} q{quality}: not trained by profile {resolved['profile']!r}; "
+                  f"placeholder {path}")
+            return 0
+        from lic.train import main
+
+        print(f"[train] {main(args.model, quality, None, progress=not args.quiet, resolved=resolved)}")
+        return 0
     from lic.config import load_params
 
-    quality = "base" if args.base else args.quality
     params = load_params(profile=args.profile)
     if quality != "base" and quality not in params["train"]["active_qualities"]:
         # the profile does not train this quality: placeholders, without importing torch (lic.placeholder)
@@ -200,8 +228,14 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--quality", type=int, help="train this quality (from the shared initialisation)")
     which.add_argument("--base", action="store_true", help="train the shared initialisation (train.base_steps)")
     p.add_argument("--profile", choices=["default", "paper"], default=None)
+    p.add_argument("--recipe", default=None, help="a resolved recipe file (recipes/train/<model>/q<Q>.json, "
+                   "written by `lic recipes`) instead of params.yaml; what the DVC stages use")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("recipes", help="write the resolved training recipes of the profile to recipes/train/")
+    p.add_argument("--profile", choices=["default", "paper"], default=None)
+    p.set_defaults(func=_cmd_recipes)
 
     p = sub.add_parser("evaluate", help="real-bitstream evaluation of a trained model on the eval datasets")
     p.add_argument("model")

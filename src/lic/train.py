@@ -19,6 +19,7 @@ Multi-GPU: ``torchrun --nproc_per_node K -m lic.cli train ...`` (DistributedData
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -87,7 +88,7 @@ def recipe(params: dict, key: str, quality: int | str) -> dict:
          "kwargs": model_params["kwargs"], "train": train, "train_dataset": params["data"]["train"]}
     if init_from is not None:
         r["init_from"] = init_from
-    return r
+    return json.loads(json.dumps(r))  # plain JSON types: the same hash whether read from params or a recipe file
 
 
 def recipe_hash(r: dict) -> str:
@@ -244,13 +245,17 @@ def _dist_info() -> tuple[int, int]:
     return 0, 1
 
 
-def train(key: str, quality: int, params: dict, out_dir: Path | None = None, *, progress: bool = True,
-          stop_after: int | None = None) -> Path:
+def train(key: str, quality: int, params: dict | None, out_dir: Path | None = None, *, progress: bool = True,
+          stop_after: int | None = None, resolved: dict | None = None) -> Path:
     """Train (or resume) ``key`` at ``quality``; return the path of the final ``model.pt``.
 
-    ``stop_after``: return after that many steps of this call (tests simulate a killed run).
+    The recipe is ``recipe(params, key, quality)``, or ``resolved`` when given (a recipe file written
+    by :mod:`lic.recipes`, which is what the DVC stages read). ``stop_after``: return after that many
+    steps of this call (tests simulate a killed run).
     """
-    r = recipe(params, key, quality)
+    r = copy.deepcopy(resolved) if resolved is not None else recipe(params, key, quality)
+    if (r["model"], r["quality"]) != (key, quality):
+        raise ValueError(f"the recipe is for {r['model']} q{r['quality']}, not {key} q{quality}")
     t = r["train"]
     out_dir = Path(out_dir or run_dir(key, quality))
     rank, world = _dist_info()
@@ -413,6 +418,9 @@ def train(key: str, quality: int, params: dict, out_dir: Path | None = None, *, 
             bar.close()
             return last
     bar.close()
+    if step == 0:
+        # a 0-step schedule (the seeded initialisation itself): the resumable state still marks it done
+        _checkpoint(last, model, optimizer, aux_optimizer, scheduler, step, rhash, rank, world, stage)
     if live is not None:
         live.end()
 
@@ -463,9 +471,18 @@ def write_inactive(key: str, quality: int, params: dict, out_dir: Path | None = 
                                       params["train"]["active_qualities"])
 
 
-def main(key: str, quality: int, params: dict, progress: bool = True) -> Path:
-    """Entry point of ``lic train``: sets up torch.distributed when launched by torchrun."""
-    if not is_active(params, quality):
+def main(key: str, quality: int, params: dict | None, progress: bool = True, resolved: dict | None = None) -> Path:
+    """Entry point of ``lic train``: sets up torch.distributed when launched by torchrun.
+
+    ``resolved``: a recipe file's content (:mod:`lic.recipes`) instead of ``params``.
+    """
+    if resolved is not None:
+        if not resolved["active"]:
+            path = placeholder.write_inactive(run_dir(key, quality), key, quality, resolved["profile"],
+                                              resolved["active_qualities"])
+            print(f"[train] {key} q{quality}: not trained by profile {resolved['profile']!r}; placeholder written")
+            return path
+    elif not is_active(params, quality):
         path = write_inactive(key, quality, params)
         print(f"[train] {key} q{quality}: not trained by profile {params['profile']!r} "
               f"(train.active_qualities = {params['train']['active_qualities']}); placeholder written")
@@ -474,7 +491,8 @@ def main(key: str, quality: int, params: dict, progress: bool = True) -> Path:
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     try:
-        return train(key, quality, params, progress=progress)
+        return train(key, quality, params, progress=progress,
+                     resolved=resolved["recipe"] if resolved is not None else None)
     finally:
         if world > 1 and dist.is_initialized():
             dist.destroy_process_group()
