@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -87,3 +89,23 @@ def test_yuv420_model():
     # g_a0: k5 3→128 replaced by k3 6→128; g_s7: deconv k5 128→3 by conv k3 128→6
     delta = (6 * 9 - 3 * 25) * 128 + (128 * 6 * 9 + 6) - (128 * 3 * 25 + 3)
     assert sum(q.numel() for q in full.parameters()) == 28_338_211 + delta
+
+
+@pytest.mark.parametrize("key", ["lu2022-tinylic-y", "lu2022-tinylic-yuv420"])
+def test_codec_encodes_estimates_and_decodes_in_the_models_colour_space(key):
+    """codec.encode converts RGB once (from_rgb) for both the stream and the bpp estimate."""
+    from lic import codec
+
+    torch.manual_seed(0)
+    m = registry.build(key, **TINY).eval()
+    m.update(force=True)
+    loaded = codec.LoadedModel(m, key, 1, codec.state_fingerprint(m.state_dict()), {})
+    img = (np.random.default_rng(0).random((70, 90, 3)) * 255).astype(np.uint8)  # not a multiple of 64
+    enc = codec.encode(loaded, img)
+    x = m.from_rgb(codec.pad(codec.to_tensor(img), loaded.pad_multiple))
+    with torch.no_grad():
+        lk = m(x)["likelihoods"]
+    expected = sum(float(-torch.log2(v).sum()) for v in lk.values())
+    assert enc.bits_estimated == pytest.approx(expected, rel=1e-6)
+    assert enc.reconstruction.shape == img.shape
+    assert np.array_equal(codec.decode(loaded, enc.data), enc.reconstruction)

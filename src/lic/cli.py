@@ -45,8 +45,8 @@ def _cmd_recipes(args: argparse.Namespace) -> int:
     from lic.config import load_params
     from lic.recipes import write_all
 
-    files = write_all(load_params(profile=args.profile))
-    print(f"[recipes] {len(files)} training recipes under recipes/train")
+    files = write_all(load_params(profile=args.profile), args.out)
+    print(f"[recipes] {len(files)} training recipes under {files[0].parents[2] if files else args.out}")
     return 0
 
 
@@ -235,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("recipes", help="write the resolved training recipes of the profile to recipes/train/")
     p.add_argument("--profile", choices=["default", "paper"], default=None)
+    p.add_argument("--out", default=None, help="another folder (e.g. to read the paper profile's recipes "
+                   "without touching the pipeline's)")
     p.set_defaults(func=_cmd_recipes)
 
     p = sub.add_parser("evaluate", help="real-bitstream evaluation of a trained model on the eval datasets")

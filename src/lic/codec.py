@@ -150,9 +150,10 @@ def estimate_bits(model: torch.nn.Module, x_padded: torch.Tensor) -> tuple[float
     """(bits, capped_bits): -log2 of the likelihoods of an eval-mode forward, and the part of them
     spent on symbols whose likelihood sits at the lower bound. The entropy coder codes such outliers
     with escape codes, far cheaper than the capped ~30 bits, so a model with many of them (an
-    under-trained one) writes files smaller than its estimate."""
-    if hasattr(model, "from_rgb"):
-        x_padded = model.from_rgb(x_padded)
+    under-trained one) writes files smaller than its estimate.
+
+    ``x_padded`` is the model's own input: for Y / YUV 4:2:0 models already through ``from_rgb``
+    (what :func:`encode` compressed), never converted a second time here."""
     out = model(x_padded)
     bits = capped = 0.0
     for lk in out["likelihoods"].values():
