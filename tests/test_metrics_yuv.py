@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pytest
 
 from lic import metrics
 
@@ -37,3 +38,20 @@ def test_odd_sizes_are_handled():
     b = a.copy()
     b[0, 0] = [10, 0, 0]
     assert math.isfinite(metrics.yuv_metrics(a, b)["psnr-yuv420"])
+
+
+def test_ms_ssim_float32_agrees_with_float64_reference():
+    import torch
+    from pytorch_msssim import ms_ssim as ref
+
+    from lic.metrics import MSSSIM_MIN_SIDE, ms_ssim, ms_ssim_db
+
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 256, (200, 180, 3), dtype=np.uint8)
+    b = np.clip(a.astype(int) + rng.integers(-6, 7, a.shape), 0, 255).astype(np.uint8)
+    t = lambda x: torch.from_numpy(x).permute(2, 0, 1)[None].double()
+    expected = float(ref(t(a), t(b), data_range=255.0))
+    assert abs(ms_ssim(a, b) - expected) < 1e-6
+    assert ms_ssim(a, a) == pytest.approx(1.0) and ms_ssim_db(1.0) == float("inf")
+    small = a[: MSSSIM_MIN_SIDE - 1]
+    assert np.isnan(ms_ssim(small, small))
