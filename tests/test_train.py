@@ -124,7 +124,9 @@ def test_rd_loss_by_hand():
 def test_base_run_and_missing_base(in_tiny_project, tmp_path, monkeypatch):
     root, params = in_tiny_project
     base = torch.load(root / "checkpoints/minnen2018-mean/base/model.pt", weights_only=False)
-    assert base["quality"] == "base" and base["steps"] == 4 and base["params"]["lmbda"] == 0.013
+    lambdas = params["models"]["minnen2018-mean"]["lambdas"]
+    assert base["quality"] == "base" and base["steps"] == 4
+    assert base["params"]["lmbda"] == lambdas[params["train"]["base_quality"] - 1]  # the λ of train.base_quality
     q1 = torch.load(root / "checkpoints/minnen2018-mean/q1/model.pt", weights_only=False)
     assert q1["params"]["init_fingerprint"] == base["fingerprint"].hex()
     from lic import paths
