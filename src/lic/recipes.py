@@ -49,9 +49,9 @@ def trained_models(params: dict) -> list[str]:
 
 def resolve(params: dict, key: str, quality: int | str) -> dict:
     """The content of one recipe file."""
-    from lic.train import recipe
+    from lic.train import is_active, recipe
 
-    active = quality == BASE or quality in params["train"]["active_qualities"]
+    active = is_active(params, quality)
     rec = {"model": key, "quality": quality, "profile": params["profile"], "active": active,
            "active_qualities": list(params["train"]["active_qualities"])}
     if active:
