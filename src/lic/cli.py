@@ -41,6 +41,15 @@ def _cmd_notebook(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_warm(args: argparse.Namespace) -> int:
+    from lic.warm import run_with_server
+
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    if not cmd:
+        raise ValueError("lic warm: no command given (lic warm -- dvc repro)")
+    return run_with_server(cmd)
+
+
 def _cmd_recipes(args: argparse.Namespace) -> int:
     from lic.config import load_params
     from lic.recipes import write_all
@@ -275,6 +284,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_bench)
 
+    p = sub.add_parser("warm", help="run CMD (e.g. dvc repro) with a warm fork server for its lic commands "
+                       "(lic.warm: saves ~10 s of imports and teardown per command)")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, help="the command, after --")
+    p.set_defaults(func=_cmd_warm)
+
     p = sub.add_parser("notebook", help="execute notebooks/NAME.ipynb with papermill into reports/NAME/")
     p.add_argument("name")
     p.set_defaults(func=_cmd_notebook)
@@ -307,5 +321,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def entry() -> None:
+    """The ``lic`` console script: through the warm server when ``$LIC_WARM`` names one (:mod:`lic.warm`),
+    else here; either way without the interpreter's slow teardown once the command has returned."""
+    from lic import warm
+
+    status = warm.run_remote(sys.argv[1:])
+    if status is None:
+        status = main()
+    warm.exit_now(int(status or 0))
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
