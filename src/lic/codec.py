@@ -187,7 +187,9 @@ def encode(loaded: LoadedModel, img: np.ndarray, *, estimate: bool = True) -> En
     if device.type == "cuda":
         torch.cuda.synchronize()
     enc_time = time.perf_counter() - t0
-    recon = _decode_streams(loaded, bs)
+    # the encoder's reconstruction: the model's own exact decoder output when its compress returns one
+    # (CGOO decodes every candidate to choose), else the streams decoded by this model
+    recon = _to_image(loaded, out["x_hat"], h, w) if "x_hat" in out else _decode_streams(loaded, bs)
     bits, capped = estimate_bits(model, x) if estimate else (float("nan"), float("nan"))
     return Encoded(data, recon, bits, enc_time, capped)
 
@@ -195,11 +197,13 @@ def encode(loaded: LoadedModel, img: np.ndarray, *, estimate: bool = True) -> En
 def _decode_streams(loaded: LoadedModel, bs: Bitstream) -> np.ndarray:
     kwargs = {"extra": bs.extra} if bs.extra else {}
     out = loaded.model.decompress(bs.streams, list(bs.shape), **kwargs)
-    x_hat = out["x_hat"]
+    return _to_image(loaded, out["x_hat"], bs.height, bs.width)
+
+
+def _to_image(loaded: LoadedModel, x_hat: torch.Tensor, height: int, width: int) -> np.ndarray:
     if hasattr(loaded.model, "to_rgb"):
         x_hat = loaded.model.to_rgb(x_hat)
-    x_hat = x_hat.clamp(0, 1)[..., : bs.height, : bs.width]
-    return to_uint8(x_hat)
+    return to_uint8(x_hat.clamp(0, 1)[..., :height, :width])
 
 
 @torch.no_grad()

@@ -100,7 +100,8 @@ def test_sample_dataset_needs_no_network(project_root):
     manifest = prep.stage("sample", _params(), progress=False)
     assert manifest["count"] == registry.get("sample").expected_count == 4
     sizes = {e["file"].rsplit("/", 1)[1]: (e["width"], e["height"]) for e in manifest["images"]}
-    assert sizes["chelsea.png"] == (451, 300)  # odd sizes are kept: padding is the model's job
+    # half size (registry: package_scale), rounded down: odd sizes are kept, padding is the model's job
+    assert sizes["chelsea.png"] == (225, 150) and sizes["rocket.png"] == (320, 213)
     for path in prep.load_manifest("sample"):
         with Image.open(path) as im:
             assert im.mode == "RGB"

@@ -105,8 +105,12 @@ def _lay_out_package(ds: registry.Dataset, staging: Path) -> None:
         if array.dtype != np.uint8:
             array = (np.clip(array.astype(np.float64), 0, 1) * 255 + 0.5).astype(np.uint8) \
                 if array.dtype.kind == "f" else array.astype(np.uint8)
-        img = Image.fromarray(array)
-        img.convert("RGB").save(staging / f"{name}.png", optimize=False)
+        img = Image.fromarray(array).convert("RGB")
+        if ds.package_scale != 1.0:
+            # rounded down: 451 x 300 -> 225 x 150, an odd width stays odd
+            size = (max(1, int(img.width * ds.package_scale)), max(1, int(img.height * ds.package_scale)))
+            img = img.resize(size, Image.Resampling.BICUBIC)
+        img.save(staging / f"{name}.png", optimize=False)
 
 
 def _add_downscaled(ds: registry.Dataset, staging: Path) -> None:

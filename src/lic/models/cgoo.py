@@ -356,7 +356,9 @@ class CGOO(TCM):
         if x.size(0) != 1:
             raise ValueError(f"CGOO.compress codes one image at a time (batch 1), got batch {x.size(0)}")
         enc = online_encode(self, x)
-        return {"strings": enc["strings"], "shape": enc["shape"], "extra": enc["extra"]}
+        # x_hat: the decoder's exact output for the chosen candidate (lic.codec.encode uses it as the
+        # encoder's reconstruction instead of decoding the streams once more)
+        return {"strings": enc["strings"], "shape": enc["shape"], "extra": enc["extra"], "x_hat": enc["x_hat"]}
 
     @torch.no_grad()
     def decompress(self, strings, shape, extra: bytes = b"") -> dict:
