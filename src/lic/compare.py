@@ -183,7 +183,10 @@ def rd_figure(curves: dict[str, dict], metric: str = "psnr-rgb", ax=None, keys: 
     ax.grid(True, alpha=0.3)
     if title:
         ax.set_title(title)
-    if ax.get_legend_handles_labels()[0]:
+    handles = ax.get_legend_handles_labels()[0]
+    if len(handles) > 6:  # many curves: the legend under the plot, not over it (save with bbox_inches="tight")
+        ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, borderaxespad=0.0)
+    elif handles:
         ax.legend(fontsize="small")
     return fig
 

@@ -53,7 +53,7 @@ def image_grid(name: str, max_images: int = 8, out: str | Path | None = None):
     fig.tight_layout()
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, dpi=120)
+        fig.savefig(out, dpi=120, bbox_inches="tight")
     return fig
 
 

@@ -109,7 +109,7 @@ def visual_comparison(dataset: str, image: str, entries: list[tuple[str, object]
     fig.tight_layout()
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, dpi=120)
+        fig.savefig(out, dpi=120, bbox_inches="tight")
     return fig
 
 
