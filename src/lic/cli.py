@@ -69,12 +69,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
             raise ValueError(f"{args.recipe} is the recipe of {resolved['model']} q{resolved['quality']}, "
                              f"not {args.model} q{quality}")
         if not resolved["active"]:
-            from lic import paths, placeholder  # no torch import for a quality the profile skips
+            from lic import placeholder  # no torch import for a quality the profile skips
 
-            path = placeholder.write_inactive(paths.CHECKPOINTS / args.model / f"q{quality}", args.model, quality,
-                                              resolved["profile"], resolved["active_qualities"])
-            print(f"[train] {args.model} q{quality}: not trained by profile {resolved['profile']!r}; "
-                  f"placeholder {path}")
+            placeholder.skip(args.model, quality, resolved["profile"], resolved["active_qualities"])
             return 0
         from lic.train import main
 
@@ -85,11 +82,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     params = load_params(profile=args.profile)
     if quality != "base" and quality not in params["train"]["active_qualities"]:
         # the profile does not train this quality: placeholders, without importing torch (lic.placeholder)
-        from lic import paths, placeholder
+        from lic import placeholder
 
-        path = placeholder.write_inactive(paths.CHECKPOINTS / args.model / f"q{quality}", args.model, quality,
-                                          params["profile"], params["train"]["active_qualities"])
-        print(f"[train] {args.model} q{quality}: not trained by profile {params['profile']!r}; placeholder {path}")
+        placeholder.skip(args.model, quality, params["profile"], params["train"]["active_qualities"])
         return 0
     from lic.train import main
 

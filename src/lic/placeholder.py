@@ -43,3 +43,15 @@ def write_inactive(out_dir: Path, key: str, quality: int, profile: str, active: 
     (out_dir / "dvclive").mkdir(exist_ok=True)
     (out_dir / "run.json").write_text(json.dumps(note, indent=1) + "\n")
     return out_dir / "model.pt"
+
+
+def skip(key: str, quality: int, profile: str, active: list[int]) -> Path:
+    """What ``lic train`` does for a quality the profile does not train: the placeholders in the run's
+    folder (``checkpoints/<key>/q<quality>``) and one line saying so. Used by the CLI (which then never
+    imports torch) and by :func:`lic.train.main`."""
+    from lic import paths
+
+    path = write_inactive(paths.CHECKPOINTS / key / f"q{quality}", key, quality, profile, active)
+    print(f"[train] {key} q{quality}: not trained by profile {profile!r} (active qualities {list(active)}); "
+          f"placeholder {path}")
+    return path

@@ -478,15 +478,9 @@ def main(key: str, quality: int, params: dict | None, progress: bool = True, res
     """
     if resolved is not None:
         if not resolved["active"]:
-            path = placeholder.write_inactive(run_dir(key, quality), key, quality, resolved["profile"],
-                                              resolved["active_qualities"])
-            print(f"[train] {key} q{quality}: not trained by profile {resolved['profile']!r}; placeholder written")
-            return path
+            return placeholder.skip(key, quality, resolved["profile"], resolved["active_qualities"])
     elif not is_active(params, quality):
-        path = write_inactive(key, quality, params)
-        print(f"[train] {key} q{quality}: not trained by profile {params['profile']!r} "
-              f"(train.active_qualities = {params['train']['active_qualities']}); placeholder written")
-        return path
+        return placeholder.skip(key, quality, params["profile"], params["train"]["active_qualities"])
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
