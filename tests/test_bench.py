@@ -49,6 +49,38 @@ def test_training_speed_runs_the_optimiser():
     assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
+def test_training_options_are_parsed_and_applied():
+    assert bench.parse_options("bf16+channels_last") == {"bf16": True, "channels_last": True, "compile": False}
+    import pytest
+
+    with pytest.raises(ValueError, match="unknown training option"):
+        bench.parse_options("fp8")
+    model = _tiny().train()
+    r = bench.training_speed(model, batch=2, patch=64, steps=1, warmup=1, channels_last=True, bf16=True)
+    assert r["channels_last"] and r["bf16"] and not r["compile"] and r["steps_per_s"] > 0
+    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_a_failing_training_option_is_recorded_not_fatal(monkeypatch):
+    params = {"bench": {"train_options": ["channels_last", "compile"], "train_batch": 2, "train_patch": 64,
+                        "train_steps": 1, "train_warmup": 0},
+              "models": {"minnen2018-mean": {"kwargs": {"N": 16, "M": 24}}}}
+    real = bench.training_speed
+
+    def fake(model, **kw):
+        if kw.get("compile"):
+            raise RuntimeError("no C++ compiler\nmore lines")
+        return real(model, **kw)
+
+    monkeypatch.setattr(bench, "training_speed", fake)
+    rows = bench.training_options("minnen2018-mean", params, torch.device("cpu"), {"steps_per_s": 1.0},
+                                  progress=False)
+    assert [r["option"] for r in rows] == ["channels_last", "compile"]
+    assert rows[0]["speedup"] == rows[0]["steps_per_s"] and "error" not in rows[0]
+    assert rows[1]["error"] == "RuntimeError: no C++ compiler"
+
+
 def test_load_all_reads_every_device_file(tmp_path):
     (tmp_path / "a.json").write_text(json.dumps({"device_name": "A", "models": []}))
     (tmp_path / "b.json").write_text(json.dumps({"device_name": "B", "models": []}))

@@ -47,6 +47,17 @@ def test_hpcm_tables_a_and_c_take_one_column_per_device():
     assert tc.loc[("GPU-X [paper]", "HPCM-Base"), "enc_ac_ms"] == 1.0
 
 
+def test_hpcm_training_options_table():
+    docs = [{"device_name": "GPU-X", "profile": "paper", "models": [
+        {"model": hpcm.BASE, "training": {"steps_per_s": 4.0},
+         "training_options": [{"option": "bf16", "steps_per_s": 6.0, "speedup": 1.5},
+                              {"option": "compile", "error": "RuntimeError: no compiler"}]}]}]
+    t = hpcm.training_options_table(docs)
+    assert t.loc[("GPU-X [paper]", "HPCM-Base", "bf16"), "speedup"] == 1.5
+    assert t.loc[("GPU-X [paper]", "HPCM-Base", "compile"), "error"] == "RuntimeError: no compiler"
+    assert hpcm.training_options_table([]).empty
+
+
 def test_tinylic_split_uses_four_points_per_half_when_the_curve_is_long():
     short = {"v": _curve(1.0), "m": _curve(0.95)}
     r = tinylic.split_bd(short, "m", "v")

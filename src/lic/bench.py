@@ -185,19 +185,42 @@ def coding_time(model: torch.nn.Module, images: list[np.ndarray], *, warmup: int
             "peak_rss_mb": _peak_rss_mb()}
 
 
+#: training-speed options of ``bench.<profile>.train_options`` ("+" combines them, e.g. "bf16+channels_last")
+TRAIN_OPTIONS = ("bf16", "channels_last", "compile")
+
+
+def parse_options(spec: str) -> dict:
+    """``"bf16+compile"`` -> ``{"bf16": True, "channels_last": False, "compile": True}``."""
+    names = [n for n in spec.split("+") if n]
+    unknown = [n for n in names if n not in TRAIN_OPTIONS]
+    if unknown or not names:
+        raise ValueError(f"unknown training option(s) {unknown or spec!r}; known: {', '.join(TRAIN_OPTIONS)}")
+    return {n: n in names for n in TRAIN_OPTIONS}
+
+
 def training_speed(model: torch.nn.Module, *, batch: int = 8, patch: int = 256, steps: int = 10, warmup: int = 3,
-                   lmbda: float = 0.013, bf16: bool = False, seed: int = 0) -> dict:
-    """Median steps/s of loss + backward + Adam step (+ the auxiliary step when the model has one)."""
+                   lmbda: float = 0.013, bf16: bool = False, channels_last: bool = False, compile: bool = False,
+                   seed: int = 0) -> dict:
+    """Median steps/s of loss + backward + Adam step (+ the auxiliary step when the model has one).
+
+    Options (training only: they never touch a bitstream): ``bf16`` autocast of the forward (CUDA and CPU),
+    ``channels_last`` memory format of weights and input, ``compile`` = ``torch.compile`` of the forward
+    (its compilation happens in the warm-up steps, which are not timed)."""
     from lic.train import RateDistortionLoss, split_parameters
 
     device = next(model.parameters()).device
     model.train()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    forward = torch.compile(model) if compile else model
     main, aux = split_parameters(model)
     opt = torch.optim.Adam(main, lr=1e-4)
     aux_opt = torch.optim.Adam(aux, lr=1e-3) if aux else None
     loss_fn = RateDistortionLoss(lmbda)
     g = torch.Generator(device="cpu").manual_seed(seed)
     x = torch.rand(batch, 3, patch, patch, generator=g).to(device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     times = []
@@ -205,8 +228,8 @@ def training_speed(model: torch.nn.Module, *, batch: int = 8, patch: int = 256, 
         _sync(device)
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda"):
-            out = model(x)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            out = forward(x)
         loss = loss_fn({"x_hat": out["x_hat"].float(), "likelihoods": out["likelihoods"]}, x)["loss"]
         loss.backward()
         opt.step()
@@ -219,9 +242,35 @@ def training_speed(model: torch.nn.Module, *, batch: int = 8, patch: int = 256, 
             times.append(time.perf_counter() - t0)
     model.eval()
     return {"steps_per_s": 1.0 / statistics.median(times), "batch": batch, "patch": patch, "steps": steps,
-            "warmup": warmup, "bf16": bf16,
+            "warmup": warmup, "bf16": bf16, "channels_last": channels_last, "compile": compile,
             "peak_gpu_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
             "peak_rss_mb": _peak_rss_mb()}
+
+
+def training_options(key: str, params: dict, dev: torch.device, baseline: dict, progress: bool = True) -> list[dict]:
+    """Training speed of ``key`` with each entry of ``bench.train_options`` (a fresh model each, same
+    protocol as the baseline), and its speed-up over ``baseline``. A failing option (no compiler for
+    ``torch.compile``, bf16 unsupported) is recorded with its error instead of stopping the benchmark."""
+    from lic.models import registry
+
+    b = params["bench"]
+    rows = []
+    for spec in b["train_options"]:
+        opts = parse_options(spec)
+        if progress:
+            print(f"[bench] {key}: training speed with {spec}", flush=True)
+        try:
+            model = registry.build(key, **params["models"][key]["kwargs"]).to(dev)
+            speed = training_speed(model, batch=b["train_batch"], patch=b["train_patch"], steps=b["train_steps"],
+                                   warmup=b["train_warmup"], **opts)
+            speed["speedup"] = speed["steps_per_s"] / baseline["steps_per_s"]
+            rows.append({"option": spec, **speed})
+        except Exception as e:  # recorded, not fatal: the other options and models still get measured
+            rows.append({"option": spec, "error": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"})
+        finally:
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
+    return rows
 
 
 @torch.no_grad()
@@ -297,7 +346,8 @@ def run(params: dict, *, device: str | None = None, models: list[str] | None = N
         speed = training_speed(trained, batch=b["train_batch"], patch=b["train_patch"], steps=b["train_steps"],
                                warmup=b["train_warmup"], bf16=b["bf16"])
         record = {"model": key, "weights": source, "kwargs": params["models"][key]["kwargs"],
-                  "coding": coding, "training": speed}
+                  "coding": coding, "training": speed,
+                  "training_options": training_options(key, params, dev, speed, progress)}
         if hasattr(model, "online_iters") and source != "random-init":
             from lic.codec import load_checkpoint as _load
 

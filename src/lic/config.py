@@ -99,7 +99,8 @@ SCHEMA: dict[str, Any] = {
         "quality": int,
         "online_iters": ListOf(int),   # CGOO: encode time and RD cost per number of online iterations
         "profiles": Profiled({"images": int, "warmup": int, "repeats": int, "train_batch": int, "train_patch": int,
-                              "train_steps": int, "train_warmup": int, "bf16": bool}),
+                              "train_steps": int, "train_warmup": int, "bf16": bool,
+                              "train_options": ListOf(str)}),  # lic.bench.TRAIN_OPTIONS, "+" combines
     },
 }
 

@@ -105,6 +105,24 @@ def table_a(docs: list[dict]) -> pd.DataFrame:
     return table
 
 
+def training_options_table(docs: list[dict]) -> pd.DataFrame:
+    """Training speed-ups (issue: GPU speed-ups as options, each measured): per measured device and model,
+    steps/s with each option of ``bench.<profile>.train_options`` and its ratio to the plain run, or the
+    error that option raised there."""
+    rows = []
+    for column, rec in _bench_rows(docs):
+        name = next((n for n, k in PAPER_NAMES.items() if k == rec["model"]), rec["model"])
+        for opt in rec.get("training_options", []):
+            rows.append({"device": column, "model": name, "option": opt["option"],
+                         "baseline_steps_per_s": rec["training"]["steps_per_s"],
+                         "steps_per_s": opt.get("steps_per_s", math.nan), "speedup": opt.get("speedup", math.nan),
+                         "peak_gpu_mb": opt.get("peak_gpu_mb"), "error": opt.get("error", "")})
+    cols = ["baseline_steps_per_s", "steps_per_s", "speedup", "peak_gpu_mb", "error"]
+    if not rows:
+        return pd.DataFrame(columns=cols, index=pd.MultiIndex.from_tuples([], names=["device", "model", "option"]))
+    return pd.DataFrame(rows).set_index(["device", "model", "option"])[cols]
+
+
 def table_c(docs: list[dict], records: list[dict]) -> pd.DataFrame:
     """Table C: encode/decode time split into network (T_Net) and arithmetic coding (T_AC), ms, and
     kMACs/px — the paper's rows, then ours per measured device."""
