@@ -18,6 +18,11 @@ def test_evaluation_writes_real_bitstreams_and_results(in_tiny_project):
         assert row["bpp"] == pytest.approx(row["bytes"] * 8 / row["pixels"])
         assert row["decoded_exactly"] and row["decoding_time"] > 0 and row["bpp_estimated"] > 0
         assert 5 < row["psnr-rgb"] < 60
+        # the payload is the coded streams: the file minus the container's header (lic.entropy.container)
+        from lic.entropy.container import parse
+
+        bs = parse(bitstream.read_bytes())
+        assert row["payload_bytes"] == sum(len(b) for g in bs.streams for b in g) + len(bs.extra) < row["bytes"]
     chelsea = [r for r in doc["per_image"] if r["image"] == "chelsea"]
     assert all(r["pixels"] == 64 * 64 for r in chelsea)
     bpp = doc["results"]["bpp"]

@@ -140,6 +140,7 @@ class Encoded:
     bits_estimated: float       # -log2 likelihoods of the model's forward, over the padded image
     encoding_time: float
     bits_capped: float = float("nan")  # the part of bits_estimated at the likelihood bound
+    payload_bytes: int = 0      # the coded streams and the model's extra bytes: the file minus the container
 
 
 LIKELIHOOD_BOUND = 1e-9  # CompressAI's likelihood lower bound: a symbol can cost at most ~29.9 bits
@@ -191,7 +192,8 @@ def encode(loaded: LoadedModel, img: np.ndarray, *, estimate: bool = True) -> En
     # (CGOO decodes every candidate to choose), else the streams decoded by this model
     recon = _to_image(loaded, out["x_hat"], h, w) if "x_hat" in out else _decode_streams(loaded, bs)
     bits, capped = estimate_bits(model, x) if estimate else (float("nan"), float("nan"))
-    return Encoded(data, recon, bits, enc_time, capped)
+    payload = sum(len(b) for group in bs.streams for b in group) + len(extra)
+    return Encoded(data, recon, bits, enc_time, capped, payload)
 
 
 def _decode_streams(loaded: LoadedModel, bs: Bitstream) -> np.ndarray:

@@ -77,7 +77,8 @@ def evaluate_model(key: str, dataset: str, params: dict, *, qualities: list[int]
                 save_reconstruction(key, dataset, q, f.stem, recon)
             pixels = img.shape[0] * img.shape[1]
             rows.append({"image": f.stem, "quality": q, "bytes": nbytes, "pixels": pixels,
-                         "bpp": nbytes * 8 / pixels, "bpp_estimated": enc.bits_estimated / pixels,
+                         "bpp": nbytes * 8 / pixels, "payload_bytes": enc.payload_bytes,
+                         "bpp_payload": enc.payload_bytes * 8 / pixels, "bpp_estimated": enc.bits_estimated / pixels,
                          "bpp_estimated_capped": enc.bits_capped / pixels,
                          **image_metrics(img, recon), "encoding_time": enc.encoding_time,
                          "decoding_time": dec_time, "decoded_exactly": True})

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from lic import paths
 
-AVERAGED = ("bpp", "bpp_estimated", "bpp_estimated_capped", "psnr-rgb", "ms-ssim-rgb", "ms-ssim-db-rgb", "mse-rgb",
+AVERAGED = ("bpp", "bpp_payload", "bpp_estimated", "bpp_estimated_capped", "psnr-rgb", "ms-ssim-rgb", "ms-ssim-db-rgb", "mse-rgb",
             "psnr-y", "psnr-yuv420", "encoding_time", "decoding_time")
 ROW_REQUIRED = ("image", "quality", "bytes", "pixels", "bpp", "psnr-rgb", "ms-ssim-rgb",
                 "encoding_time", "decoding_time")

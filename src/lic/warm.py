@@ -43,7 +43,8 @@ IMPORT_ENV = ("LIC_ROOT", "PYTHONHASHSEED", "PYTHONPATH", "OMP_NUM_THREADS", "MK
               "CUDA_VISIBLE_DEVICES", "TORCH_HOME", "PYTORCH_CUDA_ALLOC_CONF")
 #: what the server imports once: every module a pipeline stage's command needs that is slow to import
 PRELOAD = ("torch", "compressai", "lic.train", "lic.evaluate", "lic.codec", "lic.models.registry",
-           "lic.complexity", "lic.bench", "lic.anchors", "dvclive")
+           "lic.complexity", "lic.bench", "lic.anchors", "lic.metrics", "lic.results", "dvclive", "dvclive.live",
+           "dvc.repo", "tqdm.auto", "PIL.Image")
 
 
 # ------------------------------------------------------------------------------------------- client
