@@ -249,28 +249,76 @@ def training_speed(model: torch.nn.Module, *, batch: int = 8, patch: int = 256, 
 
 def training_options(key: str, params: dict, dev: torch.device, baseline: dict, progress: bool = True) -> list[dict]:
     """Training speed of ``key`` with each entry of ``bench.train_options`` (a fresh model each, same
-    protocol as the baseline), and its speed-up over ``baseline``. A failing option (no compiler for
-    ``torch.compile``, bf16 unsupported) is recorded with its error instead of stopping the benchmark."""
-    from lic.models import registry
+    protocol as the baseline), and its speed-up over ``baseline``.
 
+    Each option runs in its own (spawned) process: a failing option is recorded with its error instead of
+    stopping the benchmark, including one that crashes the process (e.g. channels-last in TCM's backward on
+    CPU, torch 2.14.1: a segmentation fault), which no ``except`` could catch."""
     b = params["bench"]
     rows = []
-    for spec in b["train_options"]:
-        opts = parse_options(spec)
+    parsed = {spec: parse_options(spec) for spec in b["train_options"]}  # a typo fails before anything runs
+    for spec, opts in parsed.items():
         if progress:
             print(f"[bench] {key}: training speed with {spec}", flush=True)
-        try:
-            model = registry.build(key, **params["models"][key]["kwargs"]).to(dev)
-            speed = training_speed(model, batch=b["train_batch"], patch=b["train_patch"], steps=b["train_steps"],
-                                   warmup=b["train_warmup"], **opts)
-            speed["speedup"] = speed["steps_per_s"] / baseline["steps_per_s"]
-            rows.append({"option": spec, **speed})
-        except Exception as e:  # recorded, not fatal: the other options and models still get measured
-            rows.append({"option": spec, "error": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"})
-        finally:
-            if dev.type == "cuda":
-                torch.cuda.empty_cache()
+        kwargs = dict(batch=b["train_batch"], patch=b["train_patch"], steps=b["train_steps"],
+                      warmup=b["train_warmup"], **opts)
+        out = run_isolated(_option_worker, (key, params["models"][key]["kwargs"], str(dev), torch.get_num_threads(),
+                                            kwargs))
+        if "error" in out:
+            rows.append({"option": spec, "error": out["error"]})
+        else:
+            rows.append({"option": spec, **out, "speedup": out["steps_per_s"] / baseline["steps_per_s"]})
     return rows
+
+
+def _option_worker(key: str, model_kwargs: dict, device: str, threads: int, kwargs: dict) -> dict:
+    from lic.models import registry
+
+    torch.set_num_threads(threads)
+    model = registry.build(key, **model_kwargs).to(torch.device(device))
+    return training_speed(model, **kwargs)
+
+
+def _isolated_main(conn, fn, args) -> None:
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*deprecated", category=FutureWarning)
+    try:
+        conn.send({"result": fn(*args)})
+    except BaseException as e:  # noqa: BLE001 - reported to the parent
+        conn.send({"error": f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:300]}"})
+    finally:
+        conn.close()
+
+
+def run_isolated(fn, args: tuple, timeout_s: float = 3600.0) -> dict:
+    """``fn(*args)`` in a spawned process: its result, or ``{"error": ...}`` when it raised, crashed
+    (a signal) or ran past ``timeout_s``."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")  # never fork: the parent may hold a CUDA context
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_isolated_main, args=(child, fn, args), daemon=True)
+    proc.start()
+    child.close()
+    try:
+        if parent.poll(timeout_s):
+            try:
+                msg = parent.recv()
+            except EOFError:
+                msg = None
+        else:
+            msg = {"error": f"timed out after {timeout_s:.0f} s"}
+    finally:
+        proc.join(timeout=30)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+    if msg is None:
+        code = proc.exitcode
+        how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        return {"error": f"the measuring process died ({how})"}
+    return msg.get("result", msg) if "result" in msg else msg
 
 
 @torch.no_grad()
