@@ -192,8 +192,7 @@ def encode(loaded: LoadedModel, img: np.ndarray, *, estimate: bool = True) -> En
     # (CGOO decodes every candidate to choose), else the streams decoded by this model
     recon = _to_image(loaded, out["x_hat"], h, w) if "x_hat" in out else _decode_streams(loaded, bs)
     bits, capped = estimate_bits(model, x) if estimate else (float("nan"), float("nan"))
-    payload = sum(len(b) for group in bs.streams for b in group) + len(extra)
-    return Encoded(data, recon, bits, enc_time, capped, payload)
+    return Encoded(data, recon, bits, enc_time, capped, bs.payload_bytes)
 
 
 def _decode_streams(loaded: LoadedModel, bs: Bitstream) -> np.ndarray:

@@ -124,7 +124,8 @@ def target_rates(key: str, files: list[Path], rows: list[dict], params: dict, ck
             lo, hi = span[f.stem]
             target = bpp_target if frac is None else lo + frac * (hi - lo)
             x = pad(to_tensor(img), loaded.pad_multiple)
-            header = len(encode(loaded, img, estimate=False).data) - _payload_bytes(loaded, x)
+            plain = encode(loaded, img, estimate=False)
+            header = len(plain.data) - plain.payload_bytes
             # fit the payload so that payload + container header lands on the target
             rate, _ = fit_rate(loaded.model, x, target - 8 * header / (h * w), num_pixels=h * w,
                                tol_bpp=0.002 * target, max_iter=12)
@@ -135,11 +136,6 @@ def target_rates(key: str, files: list[Path], rows: list[dict], params: dict, ck
                         "error_pct": (bpp / target - 1) * 100, "psnr-rgb": image_metrics(img, recon)["psnr-rgb"],
                         "decoded_exactly": bool(np.array_equal(recon, enc.reconstruction))})
     return out
-
-
-def _payload_bytes(loaded, x: torch.Tensor) -> int:
-    out = loaded.model.compress(x)
-    return sum(len(s) for group in out["strings"] for s in group) + len(out.get("extra", b""))
 
 
 def main(key: str, params: dict, progress: bool = True) -> list[Path]:

@@ -78,6 +78,11 @@ class Bitstream:
     def stream_bytes(self) -> int:
         return sum(len(s) for g in self.streams for s in g)
 
+    @property
+    def payload_bytes(self) -> int:
+        """What the model coded: its streams and extra bytes (the file minus this container's fields)."""
+        return self.stream_bytes + len(self.extra)
+
 
 class _Reader:
     def __init__(self, data: bytes) -> None:
