@@ -280,9 +280,9 @@ def _option_worker(key: str, model_kwargs: dict, device: str, threads: int, kwar
 
 
 def _isolated_main(conn, fn, args) -> None:
-    import warnings
+    from lic.cli import ignore_known_warnings
 
-    warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*deprecated", category=FutureWarning)
+    ignore_known_warnings()
     try:
         conn.send({"result": fn(*args)})
     except BaseException as e:  # noqa: BLE001 - reported to the parent
@@ -318,7 +318,7 @@ def run_isolated(fn, args: tuple, timeout_s: float = 3600.0) -> dict:
         code = proc.exitcode
         how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
         return {"error": f"the measuring process died ({how})"}
-    return msg.get("result", msg) if "result" in msg else msg
+    return msg["result"] if "result" in msg else msg
 
 
 @torch.no_grad()

@@ -465,12 +465,6 @@ def is_active(params: dict, quality: int | str) -> bool:
     return quality == BASE or quality in params["train"]["active_qualities"]
 
 
-def write_inactive(key: str, quality: int, params: dict, out_dir: Path | None = None) -> Path:
-    """The outputs of a train stage whose quality the profile does not train (:mod:`lic.placeholder`)."""
-    return placeholder.write_inactive(Path(out_dir or run_dir(key, quality)), key, quality, params["profile"],
-                                      params["train"]["active_qualities"])
-
-
 def main(key: str, quality: int, params: dict | None, progress: bool = True, resolved: dict | None = None) -> Path:
     """Entry point of ``lic train``: sets up torch.distributed when launched by torchrun.
 

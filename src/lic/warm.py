@@ -3,7 +3,7 @@
 DVC runs every stage as its own process, and the default pipeline has ~140 of them. A ``lic train``
 or ``lic evaluate`` process of the default profile spends ~9 s importing torch and CompressAI (which
 pulls in torch_geometric, torch._dynamo, scipy.stats and pandas) and ~3 s in interpreter teardown,
-for a few seconds of work. ``lic warm run -- CMD`` starts a server that imports those modules once,
+for a few seconds of work. ``lic warm -- CMD`` starts a server that imports those modules once,
 runs CMD (e.g. ``dvc repro``) with ``LIC_WARM`` pointing to its socket, and stops the server when CMD
 ends. Each ``lic`` command started under CMD then hands its arguments, working directory, environment
 and standard streams to the server, which forks a child that runs the command exactly as a fresh
@@ -149,9 +149,10 @@ def refusal(request: dict, snapshot: dict[str, float]) -> str | None:
 def serve(path: str, ready_fd: int | None = None) -> None:
     """Import :data:`PRELOAD`, listen on ``path`` and fork a child per request, until SIGTERM."""
     import importlib
-    import warnings
 
-    warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*deprecated", category=FutureWarning)
+    from lic.cli import ignore_known_warnings
+
+    ignore_known_warnings()
     for name in PRELOAD:
         try:
             importlib.import_module(name)
@@ -160,7 +161,6 @@ def serve(path: str, ready_fd: int | None = None) -> None:
     from lic.models import registry
 
     registry._load_all()
-    import lic.cli  # noqa: F401
 
     snapshot = _source_snapshot()
     if os.path.exists(path):
