@@ -169,3 +169,55 @@ def test_bench_coding_model_times_both_coder_paths_side_by_side(tmp_path):
     assert (fast.RansCoder.encode, fast._Encoder.encode, fast._StreamDecoder.decode) == helpers  # restored
     photo = bench_coding.kodak_photo(512, 768)
     assert photo.shape == (512, 768, 3) and photo.dtype == np.uint8 and photo.std() > 20
+
+
+def _loaded(model):
+    from lic.codec import LoadedModel, state_fingerprint
+
+    return LoadedModel(model, "minnen2018-mean", 1, state_fingerprint(model.state_dict()), {})
+
+
+def test_cross_device_decodes_every_stream_on_every_device():
+    """Two copies of one model stand for two devices: every pair decodes to the encoder's image, and
+    both encoders write the same bytes."""
+    import copy
+
+    model = _tiny()
+    img = (np.random.default_rng(0).random((40, 72, 3)) * 255).astype(np.uint8)
+    r = bench.cross_device({"a": _loaded(model), "b": _loaded(copy.deepcopy(model))}, [img])
+    assert r["devices"] == ["a", "b"] and r["same_stream"] and r["all_identical"]
+    assert [(p["encode"], p["decode"]) for p in r["pairs"]] == [("a", "a"), ("a", "b"), ("b", "a"), ("b", "b")]
+    assert all(p["max_abs_diff"] == 0 and p["psnr_db"] == float("inf") for p in r["pairs"])
+    assert "note" not in r
+    one = bench.cross_device({"cpu": _loaded(model)}, [img])
+    assert one["all_identical"] and "one device" in one["note"]
+
+
+def test_cross_device_reports_a_decoder_whose_network_differs():
+    """A decoder whose hyper-synthesis computes slightly different scales (what a GPU's floats can do)
+    under the same fingerprint: its pairs are reported as not identical, or with the error it raised,
+    and the controls stay exact."""
+    import copy
+
+    from lic.reports.hpcm import cross_device_table
+
+    model = _tiny()
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in other.h_s.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    a, b = _loaded(model), _loaded(other)
+    b.fingerprint = a.fingerprint
+    img = (np.random.default_rng(1).random((64, 64, 3)) * 255).astype(np.uint8)
+    r = bench.cross_device({"a": a, "b": b}, [img])
+    by = {(p["encode"], p["decode"]): p for p in r["pairs"]}
+    assert by["a", "a"]["identical"] and by["b", "b"]["identical"]
+    assert not by["a", "b"]["identical"] and not by["b", "a"]["identical"]
+    assert not r["all_identical"] and not r["same_stream"]
+    for p in (by["a", "b"], by["b", "a"]):
+        assert p.get("error") or p["max_abs_diff"] > 0
+    doc = {"device_name": "X", "profile": "default", "models": [{"model": "minnen2018-mean", "cross_device": r}]}
+    table = cross_device_table([doc])
+    assert table.loc[("X [default]", "minnen2018-mean", "a", "a"), "identical"] == "1/1"
+    assert table.loc[("X [default]", "minnen2018-mean", "a", "b"), "identical"] == "0/1"
+    assert cross_device_table([]).empty

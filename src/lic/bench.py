@@ -350,15 +350,81 @@ def online_cost(loaded, images: list[np.ndarray], iterations: list[int], lmbda: 
     return rows
 
 
+def bench_devices(devices: list[str] | None = None) -> list[str]:
+    """The devices of the cross-device check: ``devices``, or this machine's CUDA device and the CPU."""
+    if devices:
+        return list(devices)
+    return ["cuda", "cpu"] if torch.cuda.is_available() else ["cpu"]
+
+
+@torch.no_grad()
+def cross_device(loaded_on: dict, images: list[np.ndarray]) -> dict:
+    """Encode each image on every device of ``loaded_on`` (device -> :class:`lic.codec.LoadedModel`, the
+    same weights and CDF tables on each), write the container bytes, and decode them on every device
+    with that device's model: the decoded image must equal the encoder's reconstruction.
+
+    A stream is decodable across devices only if the encoder's and the decoder's networks give the same
+    entropy-coding inputs (scale indexes, means) bit for bit; float results differ between a GPU and a
+    CPU, so this is measured, not assumed. Each pair records ``identical`` (the decoded image equals the
+    encoder's reconstruction), ``max_abs_diff`` / ``psnr_db`` against it (8-bit RGB), or the ``error``
+    the decoder raised (a corrupted-looking stream); ``same_stream`` says whether the encoders of all
+    devices wrote the same bytes. The same-device pairs are the control."""
+    from lic.codec import decode, encode
+    from lic.metrics import psnr
+
+    devices = list(loaded_on)
+    pairs = []
+    same_stream = True
+    for i, img in enumerate(images):
+        streams = {}
+        for d in devices:
+            enc = encode(loaded_on[d], img, estimate=False)
+            streams[d] = enc.data
+            for e in devices:
+                row = {"image": i, "encode": d, "decode": e}
+                try:
+                    rec = decode(loaded_on[e], enc.data)
+                except Exception as exc:  # noqa: BLE001 - a decoder that cannot follow the stream
+                    row.update(identical=False, error=f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:300]}")
+                else:
+                    diff = int(np.abs(rec.astype(np.int16) - enc.reconstruction.astype(np.int16)).max())
+                    row.update(identical=diff == 0, max_abs_diff=diff,
+                               psnr_db=float("inf") if diff == 0 else float(psnr(enc.reconstruction, rec)))
+                pairs.append(row)
+        same_stream &= len(set(streams.values())) == 1
+    out = {"devices": devices, "images": len(images), "same_stream": same_stream, "pairs": pairs,
+           "all_identical": all(p["identical"] for p in pairs)}
+    if len(devices) < 2:
+        out["note"] = "one device only (no CUDA here): the same-device control, no cross-device pair"
+    return out
+
+
+def _loaded_on(key: str, model: torch.nn.Module, ckpt: Path | None, devices: list[str]) -> dict:
+    """One LoadedModel per device with identical weights and tables: the checkpoint loaded on each device
+    (its stored CDF tables), or copies of the random-init ``model`` (tables built once, on the CPU)."""
+    import copy
+
+    from lic.codec import LoadedModel, load_checkpoint, state_fingerprint
+
+    if ckpt is not None:
+        return {d: load_checkpoint(ckpt, device=d) for d in devices}
+    cpu = copy.deepcopy(model).cpu()
+    fp = state_fingerprint(cpu.state_dict())
+    return {d: LoadedModel(copy.deepcopy(cpu).to(d).eval(), key, 0, fp, {}) for d in devices}
+
+
 def _device_slug(info: dict) -> str:
     name = info.get("cuda_device") or info.get("cpu") or "cpu"
     return re.sub(r"[^a-z0-9]+", "-", str(name).lower()).strip("-")[:60] or "device"
 
 
 def run(params: dict, *, device: str | None = None, models: list[str] | None = None,
-        out: str | Path | None = None, progress: bool = True) -> Path:
+        out: str | Path | None = None, progress: bool = True, cross_devices: list[str] | None = None) -> Path:
     """Benchmark every model of ``bench.models`` (trained checkpoints at ``bench.quality`` when they exist,
-    else the profile's kwargs at random initialisation, recorded as such) and write one JSON."""
+    else the profile's kwargs at random initialisation, recorded as such) and write one JSON.
+
+    ``cross_devices``: the devices of the cross-device decoding check (default: CUDA and CPU when CUDA
+    exists, else the CPU alone), run on ``bench.cross_device_images`` images (0: skipped)."""
     from lic.codec import load_checkpoint, read_image
     from lic.data.prepare import load_manifest
     from lic.models import registry
@@ -396,6 +462,13 @@ def run(params: dict, *, device: str | None = None, models: list[str] | None = N
         record = {"model": key, "weights": source, "kwargs": params["models"][key]["kwargs"],
                   "coding": coding, "training": speed,
                   "training_options": training_options(key, params, dev, speed, progress)}
+        if b["cross_device_images"] > 0:
+            devs = bench_devices(cross_devices)
+            if progress:
+                print(f"[bench] {key}: cross-device decoding ({' / '.join(devs)})", flush=True)
+            record["cross_device"] = cross_device(
+                _loaded_on(key, model, None if source == "random-init" else ckpt, devs),
+                images[: b["cross_device_images"]])
         if hasattr(model, "online_iters") and source != "random-init":
             from lic.codec import load_checkpoint as _load
 

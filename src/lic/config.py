@@ -98,6 +98,7 @@ SCHEMA: dict[str, Any] = {
         "models": ListOf(str),
         "quality": int,
         "online_iters": ListOf(int),   # CGOO: encode time and RD cost per number of online iterations
+        "cross_device_images": int,   # images encoded on each device and decoded on every other (0: skip)
         "profiles": Profiled({"images": int, "warmup": int, "repeats": int, "train_batch": int, "train_patch": int,
                               "train_steps": int, "train_warmup": int, "bf16": bool,
                               "train_options": ListOf(str)}),  # lic.bench.TRAIN_OPTIONS, "+" combines

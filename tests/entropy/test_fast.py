@@ -157,6 +157,38 @@ def test_cross_decoding_both_ways(gc, tables):
     np.testing.assert_array_equal(np.array(back, dtype=np.int32), sym)
 
 
+def test_decoder_lookup_is_kept_with_the_table_and_is_only_a_hint(gc):
+    """The decoder's per-row lookup of a make_tables table is built on first use and kept for later
+    streams; garbage in it (a stale or torn entry) costs a full-row search, never a wrong symbol."""
+    from lic.entropy import rans_kernels as k
+
+    tables = fast.make_tables(gc._quantized_cdf, gc._cdf_length, gc._offset)
+    sym, idx = _symbols(gc, tables, 40_000, 11)
+    data = fast.encode_with_indexes(sym, idx, *tables)
+    lut, uses = fast._lookup_state(tables.cdfs)
+    assert not (uses < 0).any()
+    np.testing.assert_array_equal(fast.decode_with_indexes(data, idx, *tables), sym)
+    built = uses < 0
+    assert built.sum() > 10 and fast._lookup_state(tables.cdfs)[0] is lut   # kept, not rebuilt
+    np.testing.assert_array_equal(fast.decode_with_indexes(data, idx, *tables), sym)
+    assert (lut[built] >= k.LUT_DIRECT).mean() > 0.5                       # mostly direct entries
+    good = lut.copy()
+    rng = np.random.default_rng(0)
+    for garbage in (rng.integers(0, tables.cdfs.shape[1] + 50, lut.shape),  # brackets, even out of the rows
+                    rng.integers(0, 2**63 - 1, lut.shape),                   # direct entries of nonsense
+                    np.roll(good, 1, axis=0)):                                # another row's entries
+        lut[:] = garbage
+        np.testing.assert_array_equal(fast.decode_with_indexes(data, idx, *tables), sym)
+    other = np.array(tables.cdfs)                                             # not a make_tables array
+    lut2, uses2 = fast._lookup_state(other)
+    assert lut2 is not lut and not (uses2 < 0).any()
+    small_lut, small_uses = k.new_lut(3)                                      # too small for the table
+    out = np.empty(idx.shape[0], np.int32)
+    state = np.array([int.from_bytes(data[:8], "little"), 2], np.int64)
+    words = np.frombuffer(data, "<u4").astype(np.uint32)
+    assert k.rans_decode(words, state, idx, *tables, out, small_lut, small_uses)[0] == k.ERR_CDF
+
+
 def test_incremental_decoding_both_ways(gc, tables):
     """A stream of several steps (two tables) decoded step by step by the other side's decoder,
     with our decoder also splitting at boundaries the encoder never used."""

@@ -127,10 +127,28 @@ def make_tables(cdfs, cdf_lengths, offsets) -> CdfTables:
     if status != _k.OK:
         raise ValueError(f"invalid CDF table: row {row} (length {lengths[row] if row >= 0 else '?'}) "
                          "does not rise strictly from 0 to 65536 within the table width")
+    _register_lookup(table)
     return CdfTables(table, lengths, offs)
 
 
 _TABLE_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+# the decoder's lookup state of each table made by make_tables (keyed by id of its cdfs array, which the
+# entry's weak reference checks), built row by row as streams are decoded and kept for later calls
+_LOOKUP: dict[int, tuple["weakref.ref", np.ndarray, np.ndarray]] = {}
+
+
+def _register_lookup(table: np.ndarray) -> None:
+    key = id(table)
+    _LOOKUP[key] = (weakref.ref(table, lambda _ref, key=key: _LOOKUP.pop(key, None)), *_k.new_lut(table.shape[0]))
+
+
+def _lookup_state(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The kept lookup state of a make_tables table, or a fresh one (this call only) for any other."""
+    hit = _LOOKUP.get(id(table))
+    if hit is not None and hit[0]() is table:
+        return hit[1], hit[2]
+    return _k.new_lut(table.shape[0])
 
 
 def tables_from(entropy_model) -> CdfTables:
@@ -243,7 +261,8 @@ class FastDecoder:
         idx = _vector(indexes, "indexes")
         table, lengths, offs = _args(cdfs, cdf_lengths, offsets)
         out = np.empty(idx.shape[0], np.int32)
-        status, where = _k.rans_decode(self._words, self._state, idx, table, lengths, offs, out)
+        lut, uses = _lookup_state(table)
+        status, where = _k.rans_decode(self._words, self._state, idx, table, lengths, offs, out, lut, uses)
         if status != _k.OK:
             self._words = None
             raise _fail(status, int(where), "decode_stream")

@@ -44,6 +44,8 @@ MAX_BYPASS_VAL = (1 << BYPASS_PRECISION) - 1
 RANS64_L = 1 << 31
 LUT_SHIFT = 8                          # decoder lookup: 2**16 >> 8 = 256 buckets per CDF row
 LUT_SIZE = 1 << (PRECISION - LUT_SHIFT)
+LUT_DIRECT = 1 << 62                   # flag of a lookup entry that is the symbol itself
+LUT_FIELD = (1 << 20) - 1              # value / start / freq / bracket fields of an entry
 LUT_AFTER = 16                         # ... built for a row once it codes this many symbols in a call
 #: at most this many 4-bit groups: the escape's raw value is kept below 2**31
 MAX_BYPASS_GROUPS = 8
@@ -142,10 +144,26 @@ def rans_encode(syms, n):
     return out[p:]
 
 
+def new_lut(num_cdfs: int) -> tuple[np.ndarray, np.ndarray]:
+    """The decoder's lookup state for a table of ``num_cdfs`` rows: ``(lut, uses)`` for
+    :func:`rans_decode`. Kept with a table, each row is built once for every later call."""
+    return np.zeros((num_cdfs, LUT_SIZE), np.int64), np.zeros(num_cdfs, np.int32)
+
+
 @_jit
-def rans_decode(words, state, indexes, cdfs, cdf_lengths, offsets, out):
+def rans_decode(words, state, indexes, cdfs, cdf_lengths, offsets, out, lut, uses):
     """Decode ``len(indexes)`` symbols into ``out``, continuing from ``state = [x, word position]``
-    (updated in place). Returns ``(status, i)``: on error ``i`` is the symbol that failed."""
+    (updated in place). Returns ``(status, i)``: on error ``i`` is the symbol that failed.
+
+    ``lut`` (num_cdfs x 256, int64) and ``uses`` (num_cdfs) are the lookup state of :func:`new_lut`.
+    A row's lookup is built once the row has decoded LUT_AFTER symbols (rows and calls with few
+    symbols do not pay for it), ``uses[r] = -1`` marking it built. Entry ``b`` covers the cumulative
+    frequencies ``[b << 8, (b + 1) << 8)``: when one value ``s`` holds all of them the entry is
+    *direct*, ``LUT_DIRECT | s << 40 | start << 20 | freq`` (the symbol without touching the row: one
+    load on the decoder's critical path instead of two); otherwise it brackets the search,
+    ``lo | (hi << 20)``. The caller may keep the state with its table across calls; it is only a
+    hint: a direct entry is checked against the row and the cum, a bracket that does not hold the
+    value falls back to searching the whole row, so a stale or torn entry never changes a result."""
     n_words = words.shape[0]
     num_cdfs = cdfs.shape[0]
     width = cdfs.shape[1]
@@ -153,11 +171,9 @@ def rans_decode(words, state, indexes, cdfs, cdf_lengths, offsets, out):
     p = state[1]
     mask = np.int64((1 << PRECISION) - 1)
     n = indexes.shape[0]
-    # per row, built once the row has been used LUT_AFTER times in this call (so that calls with few
-    # symbols do not pay for it): lut[r, b] = the last value s with cdf[s] <= b << 8, which narrows
-    # the search for cum in [b << 8, (b + 1) << 8) to lut[r, b] .. lut[r, b + 1]
-    lut = np.empty((num_cdfs if n > 0 else 0, LUT_SIZE + 1), np.int32)
-    uses = np.zeros(num_cdfs if n > 0 else 0, np.int32)  # -1: lut[r] built
+    if lut.shape[0] < num_cdfs or lut.shape[1] != LUT_SIZE or uses.shape[0] < num_cdfs:
+        return ERR_CDF, 0
+    use_lut = width <= LUT_FIELD  # values and brackets must fit their 20-bit fields
     for i in range(n):
         idx = np.int64(indexes[i])
         if idx < 0 or idx >= num_cdfs:
@@ -166,40 +182,61 @@ def rans_decode(words, state, indexes, cdfs, cdf_lengths, offsets, out):
         if length < 2 or length > width:
             return ERR_CDF, i
         max_value = length - 2
-        if uses[idx] >= 0:
+        if use_lut and uses[idx] >= 0:
             uses[idx] += 1
             if uses[idx] >= LUT_AFTER:
-                s = np.int64(0)
+                s = np.int64(0)  # the last value with cdf[s] <= the bucket's first cum
                 for b in range(LUT_SIZE):
                     c = np.int64(b) << LUT_SHIFT
                     while s < max_value and np.int64(cdfs[idx, s + 1]) <= c:
                         s += 1
-                    lut[idx, b] = s
-                lut[idx, LUT_SIZE] = max_value
+                    t = s  # ... and with cdf[t] <= its last cum
+                    while t < max_value and np.int64(cdfs[idx, t + 1]) <= c + (1 << LUT_SHIFT) - 1:
+                        t += 1
+                    if t == s:
+                        st = np.int64(cdfs[idx, s])
+                        fr = np.int64(cdfs[idx, s + 1]) - st
+                        lut[idx, b] = LUT_DIRECT | (s << 40) | ((st & LUT_FIELD) << 20) | (fr & LUT_FIELD)
+                    else:
+                        lut[idx, b] = s | ((t + 1) << 20)
                 uses[idx] = -1
         cum = x & mask
         # the value s with cdf[s] <= cum < cdf[s + 1] (CompressAI: first entry > cum, minus one;
-        # the same for the non-decreasing rows of a valid table; a table lookup + binary search here)
+        # the same for the non-decreasing rows of a valid table): a direct lookup entry, or a search
+        # in the entry's bracket, or in the whole row
         lo = np.int64(0)
         hi = length - 1
+        found = False
+        start = np.int64(0)
+        freq = np.int64(0)
+        value = np.int64(0)
         if uses[idx] < 0:
-            b = cum >> LUT_SHIFT
-            lo = np.int64(lut[idx, b])
-            hi = np.int64(lut[idx, b + 1]) + 1
-        if np.int64(cdfs[idx, lo]) > cum or np.int64(cdfs[idx, hi]) <= cum:
-            # only for rows that do not rise (invalid tables): search the whole row
-            lo = np.int64(0)
-            hi = length - 1
-            if np.int64(cdfs[idx, lo]) > cum or np.int64(cdfs[idx, hi]) <= cum:
-                return ERR_CDF, i
-        while hi - lo > 1:
-            mid = (lo + hi) >> 1
-            if np.int64(cdfs[idx, mid]) <= cum:
-                lo = mid
+            e = lut[idx, cum >> LUT_SHIFT]
+            if e >= LUT_DIRECT:
+                value = (e >> 40) & LUT_FIELD
+                start = (e >> 20) & LUT_FIELD
+                freq = e & LUT_FIELD
+                found = (value <= max_value and start <= cum and cum < start + freq
+                         and np.int64(cdfs[idx, value]) == start and np.int64(cdfs[idx, value + 1]) == start + freq)
             else:
-                hi = mid
-        start = np.int64(cdfs[idx, lo])
-        freq = np.int64(cdfs[idx, lo + 1]) - start
+                lo = min(e & LUT_FIELD, length - 2)
+                hi = min((e >> 20) & LUT_FIELD, length - 1)
+        if not found:
+            if np.int64(cdfs[idx, lo]) > cum or np.int64(cdfs[idx, hi]) <= cum:
+                # a bracket that does not hold cum (a row that does not rise, a stale entry): the whole row
+                lo = np.int64(0)
+                hi = length - 1
+                if np.int64(cdfs[idx, lo]) > cum or np.int64(cdfs[idx, hi]) <= cum:
+                    return ERR_CDF, i
+            while hi - lo > 1:
+                mid = (lo + hi) >> 1
+                if np.int64(cdfs[idx, mid]) <= cum:
+                    lo = mid
+                else:
+                    hi = mid
+            start = np.int64(cdfs[idx, lo])
+            freq = np.int64(cdfs[idx, lo + 1]) - start
+            value = lo
         x = freq * (x >> PRECISION) + cum - start
         if x < RANS64_L:
             if p >= n_words:
@@ -208,7 +245,6 @@ def rans_decode(words, state, indexes, cdfs, cdf_lengths, offsets, out):
                 return ERR_TRUNCATED, i
             x = (x << 32) | np.int64(words[p])
             p += 1
-        value = lo
         if value == max_value:
             # bypass groups: the count (15 = "15 more and continue"), then the raw value's groups
             n_bypass = np.int64(0)

@@ -123,6 +123,32 @@ def training_options_table(docs: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(["device", "model", "option"])[cols]
 
 
+def cross_device_table(docs: list[dict]) -> pd.DataFrame:
+    """Cross-device decoding (lic.bench.cross_device): per measured device file, model and (encode, decode)
+    device pair, how many images decoded to the encoder's exact reconstruction, the worst pixel difference
+    and the first decoder error; ``same_stream``: every device's encoder wrote the same bytes."""
+    rows = []
+    for column, rec in _bench_rows(docs):
+        cd = rec.get("cross_device")
+        if not cd:
+            continue
+        name = next((n for n, k in PAPER_NAMES.items() if k == rec["model"]), rec["model"])
+        pairs: dict[tuple[str, str], list[dict]] = {}
+        for p in cd["pairs"]:
+            pairs.setdefault((p["encode"], p["decode"]), []).append(p)
+        for (enc, dec), ps in pairs.items():
+            diffs = [p["max_abs_diff"] for p in ps if "max_abs_diff" in p]
+            rows.append({"file": column, "model": name, "encode": enc, "decode": dec,
+                         "identical": f"{sum(p['identical'] for p in ps)}/{len(ps)}",
+                         "max_abs_diff": max(diffs) if diffs else math.nan,
+                         "error": next((p["error"] for p in ps if p.get("error")), ""),
+                         "same_stream": cd["same_stream"]})
+    cols = ["identical", "max_abs_diff", "error", "same_stream"]
+    if not rows:
+        return pd.DataFrame(columns=cols, index=pd.MultiIndex.from_tuples([], names=["file", "model", "encode", "decode"]))
+    return pd.DataFrame(rows).set_index(["file", "model", "encode", "decode"])[cols]
+
+
 def table_c(docs: list[dict], records: list[dict]) -> pd.DataFrame:
     """Table C: encode/decode time split into network (T_Net) and arithmetic coding (T_AC), ms, and
     kMACs/px — the paper's rows, then ours per measured device."""
