@@ -49,3 +49,23 @@ def test_summarise_averages_per_quality_by_hand():
     assert s["ms-ssim-rgb"] == [None, None]
     with pytest.raises(ValueError, match="lacks"):
         results.summarise([{"image": "x"}])
+
+
+def test_parallel_qualities_give_the_serial_results(in_tiny_project):
+    """evaluate.workers: qualities in forked processes give the same rows, in the same order, and the same
+    files as one process (only the times differ); a worker's error reaches the caller."""
+    root, params = in_tiny_project
+    docs, files = [], []
+    for workers in (1, 2):
+        path = evaluate.evaluate_model("minnen2018-mean", "sample", params, qualities=[1, 2, 6], progress=False,
+                                       workers=workers)
+        doc = json.loads(path.read_text())
+        assert doc["meta"]["workers"] == workers
+        docs.append([{k: v for k, v in r.items() if not k.endswith("_time")} for r in doc["per_image"]])
+        files.append({p.relative_to(root): p.read_bytes()
+                      for p in sorted((root / "results/minnen2018-mean/bitstreams").rglob("*.lic"))})
+    assert docs[0] == docs[1] and [r["quality"] for r in docs[0]] == [1, 1, 2, 2, 6, 6]
+    assert files[0] == files[1] and len(files[0]) == 6
+    with pytest.raises(Exception, match="does not exist"):
+        evaluate.evaluate_model("minnen2018-mean", "sample", params, qualities=[1, 5], progress=False, workers=2,
+                                checkpoints={5: root / "checkpoints/nowhere/model.pt"})

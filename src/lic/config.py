@@ -90,7 +90,7 @@ SCHEMA: dict[str, Any] = {
         "weights_of": MapOf(str),   # encoder-side variant key -> the trained model whose weights it uses
         "estimate_bpp": bool,
         "profiles": Profiled({"max_bpp_gap_percent": NUMBER, "visual_images": ListOf(str),
-                              "vr_target_bpp": ListOf(NUMBER)}),
+                              "vr_target_bpp": ListOf(NUMBER), "workers": int}),
     },
     "anchors": {"codecs": ListOf(str), "sweeps": MapOf(ListOf(NUMBER))},  # classical codecs, lic.anchors
     "complexity": {"models": ListOf(str)},  # lic complexity: params and kMACs/px, both profiles' kwargs

@@ -22,6 +22,7 @@ from lic.codec import decode, encode, load_checkpoint, pad, read_image
 from lic.data.prepare import load_manifest
 from lic.metrics import image_metrics, to_tensor
 from lic.models import registry
+from lic.parallel import fork_map, workers_used
 from lic.results import save_reconstruction, write_results
 from lic.runinfo import run_info
 from lic.train import run_dir
@@ -41,59 +42,87 @@ def checkpoint_for(key: str, quality: int) -> Path:
     return path
 
 
+def _evaluate_quality(key: str, dataset: str, q: int, params: dict, ckpt: Path, weights_of: str | None,
+                      files: list[Path]) -> tuple[list[dict], dict]:
+    """Encode, write, decode with a fresh model and measure every image of ``files`` at quality ``q``:
+    (rows, what the model is: variable-rate / online encoder)."""
+    variant = {"as_key": key, "kwargs": params["models"][key]["kwargs"]} if weights_of else {}
+    encoder = load_checkpoint(ckpt, **variant)
+    decoder = load_checkpoint(ckpt, **variant)  # a second instance: nothing is shared with the encoder
+    if hasattr(encoder.model, "set_lambda"):  # one variable-rate model: quality q = the rate of λ_q
+        encoder.model.set_lambda(params["models"][key]["lambdas"][q - 1])
+        encoder.quality = q  # the decoder reads the rate from the stream
+    out_dir = paths.RESULTS / key / "bitstreams" / dataset / f"q{q}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for f in files:
+        img = read_image(f)
+        enc = encode(encoder, img, estimate=params["evaluate"]["estimate_bpp"])
+        bitstream = out_dir / f"{f.stem}.lic"
+        bitstream.write_bytes(enc.data)
+        nbytes = bitstream.stat().st_size
+        t0 = time.perf_counter()
+        recon = decode(decoder, bitstream.read_bytes())
+        dec_time = time.perf_counter() - t0
+        if not np.array_equal(recon, enc.reconstruction):
+            raise DecoderMismatch(f"{key} q{q} {f.name}: the decoder's image differs from the encoder's "
+                                  f"({int((recon != enc.reconstruction).sum())} values)")
+        if f.stem in params["evaluate"]["visual_images"]:
+            save_reconstruction(key, dataset, q, f.stem, recon)
+        pixels = img.shape[0] * img.shape[1]
+        rows.append({"image": f.stem, "quality": q, "bytes": nbytes, "pixels": pixels,
+                     "bpp": nbytes * 8 / pixels, "payload_bytes": enc.payload_bytes,
+                     "bpp_payload": enc.payload_bytes * 8 / pixels, "bpp_estimated": enc.bits_estimated / pixels,
+                     "bpp_estimated_capped": enc.bits_capped / pixels,
+                     **image_metrics(img, recon), "encoding_time": enc.encoding_time,
+                     "decoding_time": dec_time, "decoded_exactly": True})
+    model = encoder.model
+    return rows, {"variable_rate": hasattr(model, "set_lambda") and hasattr(model, "set_rate"),
+                  "online": bool(getattr(model, "online_iters", 0))}
+
+
+def _quality_worker(args: tuple) -> tuple[list[dict], dict]:
+    threads, *rest = args
+    if threads:
+        torch.set_num_threads(threads)
+    return _evaluate_quality(*rest)
+
+
 def evaluate_model(key: str, dataset: str, params: dict, *, qualities: list[int] | None = None,
                    checkpoints: dict[int, Path] | None = None, progress: bool = True,
-                   weights_of: str | None = None) -> Path:
-    """``weights_of``: evaluate ``key`` (an encoder-side variant) with the checkpoints of that model."""
+                   weights_of: str | None = None, workers: int | None = None) -> Path:
+    """``weights_of``: evaluate ``key`` (an encoder-side variant) with the checkpoints of that model.
+
+    ``workers`` (default ``evaluate.workers``): qualities evaluated side by side in that many forked
+    processes of ``train.threads`` threads each (:func:`lic.parallel.fork_map`); the results are the
+    same as with one, in the same order (tested); only the per-image encode/decode times see the other
+    workers."""
     qualities = qualities or params["train"]["active_qualities"]
+    workers = params["evaluate"].get("workers", 1) if workers is None else workers
     files = load_manifest(dataset)
-    rows = []
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(qualities) * len(files), desc=f"eval {key} {dataset}", disable=not progress)
-    for q in qualities:
-        ckpt = (checkpoints or {}).get(q) or checkpoint_for(weights_of or key, q)
-        variant = {"as_key": key, "kwargs": params["models"][key]["kwargs"]} if weights_of else {}
-        encoder = load_checkpoint(ckpt, **variant)
-        decoder = load_checkpoint(ckpt, **variant)  # a second instance: nothing is shared with the encoder
-        if hasattr(encoder.model, "set_lambda"):  # one variable-rate model: quality q = the rate of λ_q
-            encoder.model.set_lambda(params["models"][key]["lambdas"][q - 1])
-            encoder.quality = q  # the decoder reads the rate from the stream
-        out_dir = paths.RESULTS / key / "bitstreams" / dataset / f"q{q}"
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for f in files:
-            img = read_image(f)
-            enc = encode(encoder, img, estimate=params["evaluate"]["estimate_bpp"])
-            bitstream = out_dir / f"{f.stem}.lic"
-            bitstream.write_bytes(enc.data)
-            nbytes = bitstream.stat().st_size
-            t0 = time.perf_counter()
-            recon = decode(decoder, bitstream.read_bytes())
-            dec_time = time.perf_counter() - t0
-            if not np.array_equal(recon, enc.reconstruction):
-                raise DecoderMismatch(f"{key} q{q} {f.name}: the decoder's image differs from the encoder's "
-                                      f"({int((recon != enc.reconstruction).sum())} values)")
-            if f.stem in params["evaluate"]["visual_images"]:
-                save_reconstruction(key, dataset, q, f.stem, recon)
-            pixels = img.shape[0] * img.shape[1]
-            rows.append({"image": f.stem, "quality": q, "bytes": nbytes, "pixels": pixels,
-                         "bpp": nbytes * 8 / pixels, "payload_bytes": enc.payload_bytes,
-                         "bpp_payload": enc.payload_bytes * 8 / pixels, "bpp_estimated": enc.bits_estimated / pixels,
-                         "bpp_estimated_capped": enc.bits_capped / pixels,
-                         **image_metrics(img, recon), "encoding_time": enc.encoding_time,
-                         "decoding_time": dec_time, "decoded_exactly": True})
-            bar.update(1)
+    jobs = [(params["train"]["threads"], key, dataset, q, params,
+             (checkpoints or {}).get(q) or checkpoint_for(weights_of or key, q), weights_of, files) for q in qualities]
+    bar = tqdm(total=len(qualities), desc=f"eval {key} {dataset} (qualities)", disable=not progress)
+    results = []
+    for res in fork_map(_quality_worker, jobs, workers):
+        results.append(res)
+        bar.update(1)
     bar.close()
+    rows = [r for quality_rows, _ in results for r in quality_rows]
+    kind = results[0][1]
     extra = {}
-    if hasattr(encoder.model, "set_lambda") and hasattr(encoder.model, "set_rate"):
+    if kind["variable_rate"]:
         extra["targets"] = target_rates(key, files, rows, params, checkpoint_for(key, qualities[0]))
     spec = registry.get(key)
     return write_results(dataset, key, rows, description=spec.description, extra=extra,
                          meta={"citation": spec.citation, "opt_metric": params["models"][key]["metric"],
                                "weights_of": weights_of,
                                # an encoder that optimises per image (CGOO online) is not its forward's estimate
-                               "estimate_is_the_encoder": not getattr(encoder.model, "online_iters", 0),
-                               "device": "cpu", "torch_threads": torch.get_num_threads()},
+                               "estimate_is_the_encoder": not kind["online"],
+                               "device": "cpu", "torch_threads": torch.get_num_threads(),
+                               "workers": workers_used(workers, len(jobs))},
                          run=run_info(params={"models": {key: params["models"][key]},
                                               "evaluate": params["evaluate"], "data": params["data"]}))
 

@@ -1,0 +1,47 @@
+"""``fork_map``: a map over independent jobs in forked worker processes, for the CPU pipeline.
+
+DVC runs one stage at a time, so on a 2-core machine the second core idles once the unit tests are
+done. Stages whose work splits into independent jobs (evaluation: one job per quality; complexity: one
+per model) map them over a few forked workers. A forked worker inherits the imported torch,
+CompressAI and lic (a spawned one would spend seconds re-importing them), which is safe on Linux in a
+process without a CUDA context. Elsewhere, with one worker or one job, the map runs in this process.
+Results come back in the order of the jobs, and a job's exception is raised in the caller.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable, Iterable, Iterator
+
+
+def can_fork() -> bool:
+    """Forked workers are used only on Linux and only while this process holds no CUDA context."""
+    if not sys.platform.startswith("linux"):
+        return False
+    torch = sys.modules.get("torch")
+    return torch is None or not torch.cuda.is_initialized()
+
+
+def fork_map(fn: Callable, jobs: Iterable, workers: int = 1) -> Iterator:
+    """``map(fn, jobs)``, in ``min(workers, len(jobs))`` forked processes when that is more than one
+    and :func:`can_fork`; ``fn`` and the jobs must be picklable, results too."""
+    jobs = list(jobs)
+    n = min(int(workers), len(jobs))
+    if n <= 1 or not can_fork():
+        yield from map(fn, jobs)
+        return
+    import multiprocessing as mp
+
+    pool = mp.get_context("fork").Pool(n)
+    try:
+        yield from pool.imap(fn, jobs)
+        pool.close()
+    finally:
+        pool.terminate()
+        pool.join()
+
+
+def workers_used(workers: int, jobs: int) -> int:
+    """How many processes :func:`fork_map` uses for ``jobs`` jobs."""
+    n = min(int(workers), jobs)
+    return n if n > 1 and can_fork() else 1
