@@ -169,6 +169,14 @@ def test_bench_coding_model_times_both_coder_paths_side_by_side(tmp_path):
     assert (fast.RansCoder.encode, fast._Encoder.encode, fast._StreamDecoder.decode) == helpers  # restored
     photo = bench_coding.kodak_photo(512, 768)
     assert photo.shape == (512, 768, 3) and photo.dtype == np.uint8 and photo.std() > 20
+    from PIL import Image
+
+    odd = tmp_path / "odd.png"  # a photo file of any size (padded to the model's multiple)
+    Image.fromarray(photo[100:150, 200:270]).save(odd)
+    rec = bench_coding.main(["--model", "li2025-hpcm-base", "--model-kwargs", json.dumps(tiny), "--image", str(odd),
+                             "--warmup", "0", "--repeats", "1", "--out", str(out)])
+    torch.set_num_threads(threads)
+    assert rec["image"] == {"source": str(odd), "height": 50, "width": 70} and rec["identical_streams"]
 
 
 def _loaded(model):

@@ -249,9 +249,13 @@ def _helper_timer():
 
 def bench_model(key: str = "li2025-hpcm-base", *, kwargs: dict | None = None, checkpoint: str | Path | None = None,
                 height: int = 512, width: int = 768, warmup: int = 1, repeats: int = 3, seed: int = 0,
-                threads: int | None = 1, coders=("compressai", "fast"), progress: bool = False) -> dict:
+                threads: int | None = 1, coders=("compressai", "fast"), progress: bool = False,
+                image: str | Path | None = None) -> dict:
     """Time ``compress`` / ``decompress`` of one model with each entropy-coder path of ``coders`` on
-    the same weights and image (paths alternate inside every repeat). Returns the JSON record."""
+    the same weights and image (paths alternate inside every repeat). Returns the JSON record.
+
+    ``image``: a photo file to code (e.g. a Kodak image) instead of the bundled astronaut at
+    ``height`` x ``width``."""
     import compressai
     import numba
 
@@ -274,8 +278,19 @@ def bench_model(key: str = "li2025-hpcm-base", *, kwargs: dict | None = None, ch
     model = model.eval()
     if not hasattr(model, "entropy_coder_name"):
         raise ValueError(f"{key} has no entropy_coder switch")
-    img = kodak_photo(height, width)
-    x = to_tensor(img)
+    if image is not None:
+        from lic.codec import read_image
+
+        img = read_image(image)
+        height, width = img.shape[:2]
+        image_source = {"source": str(image), "height": height, "width": width}
+    else:
+        img = kodak_photo(height, width)
+        image_source = {"source": "skimage.data.astronaut, bicubic x{:.2f}, centre crop".format(max(height, width) / 512),
+                        "height": height, "width": width}
+    from lic.codec import pad
+
+    x = pad(to_tensor(img), getattr(model, "pad_multiple", 64))  # any photo size
     rows: dict[str, list[dict]] = {c: [] for c in coders}
     outputs: dict[str, dict] = {}
     with ACTimer(model) as timer, _helper_timer() as helper, torch.no_grad():
@@ -324,8 +339,7 @@ def bench_model(key: str = "li2025-hpcm-base", *, kwargs: dict | None = None, ch
         "versions": {**package_versions(), "numba": numba.__version__, "compressai": compressai.__version__,
                      "torch": torch.__version__, "numpy": np.__version__},
         "model": key, "kwargs": kwargs or {}, "weights": source,
-        "image": {"source": "skimage.data.astronaut, bicubic x{:.2f}, centre crop".format(max(height, width) / 512),
-                  "height": height, "width": width},
+        "image": image_source,
         "protocol": {"warmup": warmup, "repeats": repeats, "statistic": "median", "torch_threads": threads,
                      "order": "paths alternate within each repeat",
                      "t_ac": "*_ac_ms: time inside the rANS coder objects (lic.bench.ACTimer); the CompressAI "
@@ -369,6 +383,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--checkpoint", default=None, help="with --model: trained weights (else random init)")
     ap.add_argument("--model-kwargs", type=json.loads, default=None, help="with --model: JSON constructor kwargs")
     ap.add_argument("--image-size", type=int, nargs=2, default=[512, 768], metavar=("H", "W"))
+    ap.add_argument("--image", default=None, help="with --model: code this photo file (e.g. a Kodak PNG) "
+                    "instead of the bundled astronaut at --image-size")
     ap.add_argument("--channels", type=int, default=320)
     ap.add_argument("--height", type=int, default=32)
     ap.add_argument("--width", type=int, default=48)
@@ -382,7 +398,8 @@ def main(argv=None) -> dict:
         rec = bench_model(args.model, kwargs=args.model_kwargs, checkpoint=args.checkpoint,
                           height=args.image_size[0], width=args.image_size[1],
                           warmup=1 if args.warmup is None else args.warmup,
-                          repeats=3 if args.repeats is None else args.repeats, seed=args.seed, progress=True)
+                          repeats=3 if args.repeats is None else args.repeats, seed=args.seed, progress=True,
+                          image=args.image)
         _write(rec, out)
         for name, p in rec["paths"].items():
             print(f"{name}: enc {p['enc_ms']:.0f} ms (T_AC {p['enc_ac_ms']:.1f}, +conv {p['enc_ac_conv_ms']:.1f}) | "
