@@ -51,10 +51,13 @@ def test_summarise_averages_per_quality_by_hand():
         results.summarise([{"image": "x"}])
 
 
-def test_parallel_qualities_give_the_serial_results(in_tiny_project):
+def test_parallel_qualities_give_the_serial_results(in_tiny_project, monkeypatch):
     """evaluate.workers: qualities in forked processes give the same rows, in the same order, and the same
     files as one process (only the times differ); a worker's error reaches the caller."""
+    from lic import parallel
+
     root, params = in_tiny_project
+    monkeypatch.setattr(parallel, "_FORK_SAFE", True)  # minnen's evaluation runs no autograd in the workers
     docs, files = [], []
     for workers in (1, 2):
         path = evaluate.evaluate_model("minnen2018-mean", "sample", params, qualities=[1, 2, 6], progress=False,

@@ -251,7 +251,7 @@ def training_options(key: str, params: dict, dev: torch.device, baseline: dict, 
     """Training speed of ``key`` with each entry of ``bench.train_options`` (a fresh model each, same
     protocol as the baseline), and its speed-up over ``baseline``.
 
-    Each option runs in its own (forked or spawned) process: a failing option is recorded with its error
+    Each option runs in its own (spawned) process: a failing option is recorded with its error
     instead of stopping the benchmark, including one that crashes the process (e.g. channels-last in
     TCM's backward on CPU, torch 2.14.1: a segmentation fault), which no ``except`` could catch."""
     b = params["bench"]
@@ -292,14 +292,13 @@ def _isolated_main(conn, fn, args) -> None:
 
 
 def run_isolated(fn, args: tuple, timeout_s: float = 3600.0) -> dict:
-    """``fn(*args)`` in a child process (forked, or spawned when this process holds a CUDA context): its
-    result, or ``{"error": ...}`` when it raised, crashed (a signal) or ran past ``timeout_s``."""
+    """``fn(*args)`` in a spawned process: its result, or ``{"error": ...}`` when it raised, crashed
+    (a signal) or ran past ``timeout_s``."""
     import multiprocessing as mp
 
-    from lic.parallel import can_fork
-
-    # fork (the child inherits the imports) unless this process holds a CUDA context: then spawn
-    ctx = mp.get_context("fork" if can_fork() else "spawn")
+    # spawn, never fork: this process has run autograd (a forked child's backward hangs) and may hold a
+    # CUDA context
+    ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_isolated_main, args=(child, fn, args), daemon=True)
     proc.start()

@@ -332,6 +332,9 @@ def entry() -> None:
 
     status = warm.run_remote(sys.argv[1:])
     if status is None:
+        from lic import parallel
+
+        parallel.mark_fork_safe()  # a fresh process: no torch computation has run yet
         status = main()
     warm.exit_now(int(status or 0))
 

@@ -4,7 +4,8 @@ DVC runs one stage at a time, so on a 2-core machine the second core idles once 
 done. Stages whose work splits into independent jobs (evaluation: one job per quality; complexity: one
 per model) map them over a few forked workers. A forked worker inherits the imported torch,
 CompressAI and lic (a spawned one would spend seconds re-importing them), which is safe on Linux in a
-process without a CUDA context. Elsewhere, with one worker or one job, the map runs in this process.
+process that holds no CUDA context and has run no backward pass (:func:`mark_fork_safe`). Otherwise,
+with one worker or with one job, the map runs in this process.
 Results come back in the order of the jobs, and a job's exception is raised in the caller.
 """
 
@@ -14,9 +15,23 @@ import sys
 from typing import Callable, Iterable, Iterator
 
 
+_FORK_SAFE = False
+
+
+def mark_fork_safe() -> None:
+    """Declare that this process has run no torch computation yet, so forked workers may use autograd:
+    :mod:`lic.cli` calls it when a command starts (a ``lic warm`` server never runs torch code either).
+    A process that has run a backward pass must not fork workers that run one (PyTorch's autograd
+    engine is not fork-safe: the child's backward waits forever for the parent's engine threads), so
+    without this mark :func:`fork_map` runs in the calling process."""
+    global _FORK_SAFE
+    _FORK_SAFE = True
+
+
 def can_fork() -> bool:
-    """Forked workers are used only on Linux and only while this process holds no CUDA context."""
-    if not sys.platform.startswith("linux"):
+    """Forked workers are used only on Linux, in a process marked by :func:`mark_fork_safe`, and
+    only while it holds no CUDA context."""
+    if not (_FORK_SAFE and sys.platform.startswith("linux")):
         return False
     torch = sys.modules.get("torch")
     return torch is None or not torch.cuda.is_initialized()

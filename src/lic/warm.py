@@ -264,7 +264,9 @@ def _child(conn: socket.socket, request: dict, fds: list[int]) -> None:
         os.environ.clear()
         os.environ.update(request["env"])
         sys.argv = ["lic", *request["argv"]]
-        from lic import cli
+        from lic import cli, parallel
+
+        parallel.mark_fork_safe()  # the server never runs torch code: this child starts clean
 
         try:
             status = cli.main(request["argv"])
