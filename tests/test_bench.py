@@ -2,6 +2,8 @@
 names the device); never the timings themselves."""
 
 import json
+import operator
+import os
 
 import compressai.ans
 import numpy as np
@@ -78,9 +80,6 @@ def test_a_failing_training_option_is_recorded_not_fatal():
 
 
 def test_isolated_runs_report_errors_and_crashes():
-    import operator
-    import os
-
     assert bench.run_isolated(operator.add, (2, 3)) == 5
     assert bench.run_isolated(operator.truediv, (1, 0)) == {"error": "ZeroDivisionError: division by zero"}
     assert bench.run_isolated(os.abort, ()) == {"error": "the measuring process died (signal 6)"}
@@ -229,3 +228,14 @@ def test_cross_device_reports_a_decoder_whose_network_differs():
     assert table.loc[("X [default]", "minnen2018-mean", "a", "a"), "identical"] == "1/1"
     assert table.loc[("X [default]", "minnen2018-mean", "a", "b"), "identical"] == "0/1"
     assert cross_device_table([]).empty
+
+
+def test_isolated_runner_reuses_its_worker_until_a_call_kills_it():
+    with bench.IsolatedRunner() as runner:
+        first, second = runner.run(os.getpid, ()), runner.run(os.getpid, ())
+        assert first == second != os.getpid()                      # one spawned worker, reused
+        assert runner.run(operator.truediv, (1, 0)) == {"error": "ZeroDivisionError: division by zero"}
+        assert runner.run(os.getpid, ()) == first                  # an exception does not cost the worker
+        assert runner.run(os.abort, ()) == {"error": "the measuring process died (signal 6)"}
+        assert runner.run(os.getpid, ()) not in (first, os.getpid())  # a new worker after the crash
+    assert runner._proc is None

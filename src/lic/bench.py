@@ -247,13 +247,15 @@ def training_speed(model: torch.nn.Module, *, batch: int = 8, patch: int = 256, 
             "peak_rss_mb": _peak_rss_mb()}
 
 
-def training_options(key: str, params: dict, dev: torch.device, baseline: dict, progress: bool = True) -> list[dict]:
+def training_options(key: str, params: dict, dev: torch.device, baseline: dict, progress: bool = True,
+                     runner: "IsolatedRunner | None" = None) -> list[dict]:
     """Training speed of ``key`` with each entry of ``bench.train_options`` (a fresh model each, same
     protocol as the baseline), and its speed-up over ``baseline``.
 
-    Each option runs in its own (spawned) process: a failing option is recorded with its error
-    instead of stopping the benchmark, including one that crashes the process (e.g. channels-last in
-    TCM's backward on CPU, torch 2.14.1: a segmentation fault), which no ``except`` could catch."""
+    The options run in a spawned worker process (``runner``, shared by the models of one benchmark; a
+    new one per call when None): a failing option is recorded with its error instead of stopping the
+    benchmark, including one that crashes the process (e.g. channels-last in TCM's backward on CPU,
+    torch 2.14.1: a segmentation fault), which no ``except`` could catch."""
     b = params["bench"]
     rows = []
     parsed = {spec: parse_options(spec) for spec in b["train_options"]}  # a typo fails before anything runs
@@ -262,8 +264,8 @@ def training_options(key: str, params: dict, dev: torch.device, baseline: dict, 
             print(f"[bench] {key}: training speed with {spec}", flush=True)
         kwargs = dict(batch=b["train_batch"], patch=b["train_patch"], steps=b["train_steps"],
                       warmup=b["train_warmup"], **opts)
-        out = run_isolated(_option_worker, (key, params["models"][key]["kwargs"], str(dev), torch.get_num_threads(),
-                                            kwargs))
+        job = (key, params["models"][key]["kwargs"], str(dev), torch.get_num_threads(), kwargs)
+        out = runner.run(_option_worker, job) if runner is not None else run_isolated(_option_worker, job)
         if "error" in out:
             rows.append({"option": spec, "error": out["error"]})
         else:
@@ -279,48 +281,93 @@ def _option_worker(key: str, model_kwargs: dict, device: str, threads: int, kwar
     return training_speed(model, **kwargs)
 
 
-def _isolated_main(conn, fn, args) -> None:
+def _isolated_loop(conn) -> None:
     from lic.cli import ignore_known_warnings
 
     ignore_known_warnings()
-    try:
-        conn.send({"result": fn(*args)})
-    except BaseException as e:  # noqa: BLE001 - reported to the parent
-        conn.send({"error": f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:300]}"})
-    finally:
-        conn.close()
+    while True:
+        try:
+            task = conn.recv()
+        except EOFError:
+            return
+        if task is None:
+            return
+        fn, args = task
+        try:
+            msg = {"result": fn(*args)}
+        except BaseException as e:  # noqa: BLE001 - reported to the parent
+            msg = {"error": f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:300]}"}
+        conn.send(msg)
 
 
-def run_isolated(fn, args: tuple, timeout_s: float = 3600.0) -> dict:
-    """``fn(*args)`` in a spawned process: its result, or ``{"error": ...}`` when it raised, crashed
-    (a signal) or ran past ``timeout_s``."""
-    import multiprocessing as mp
+class IsolatedRunner:
+    """Runs calls in a spawned worker process, one at a time, reused from call to call (a spawned
+    process spends seconds importing torch): ``run(fn, args)`` returns ``fn(*args)``, or
+    ``{"error": ...}`` when it raised, killed the process (a signal: a crash no ``except`` could
+    catch) or ran past ``timeout_s``; after a death or a timeout the next call starts a new worker.
 
-    # spawn, never fork: this process has run autograd (a forked child's backward hangs) and may hold a
-    # CUDA context
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_isolated_main, args=(child, fn, args), daemon=True)
-    proc.start()
-    child.close()
-    try:
-        if parent.poll(timeout_s):
-            try:
-                msg = parent.recv()
-            except EOFError:
-                msg = None
-        else:
-            msg = {"error": f"timed out after {timeout_s:.0f} s"}
-    finally:
+    Spawn, never fork: the benchmark has run autograd (a forked child's backward hangs) and may hold
+    a CUDA context."""
+
+    def __init__(self, timeout_s: float = 3600.0) -> None:
+        self.timeout_s = timeout_s
+        self._proc = None
+        self._conn = None
+
+    def __enter__(self) -> "IsolatedRunner":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _start(self) -> None:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        self._conn, child = ctx.Pipe(duplex=True)
+        self._proc = ctx.Process(target=_isolated_loop, args=(child,), daemon=True)
+        self._proc.start()
+        child.close()
+
+    def _stop(self, kill: bool) -> int | None:
+        proc, self._proc = self._proc, None
+        self._conn.close()
+        if kill:
+            proc.kill()
         proc.join(timeout=30)
         if proc.is_alive():
             proc.kill()
             proc.join()
-    if msg is None:
-        code = proc.exitcode
-        how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-        return {"error": f"the measuring process died ({how})"}
-    return msg["result"] if "result" in msg else msg
+        return proc.exitcode
+
+    def run(self, fn, args: tuple) -> dict:
+        if self._proc is None:
+            self._start()
+        try:
+            self._conn.send((fn, args))
+            if not self._conn.poll(self.timeout_s):
+                self._stop(kill=True)
+                return {"error": f"timed out after {self.timeout_s:.0f} s"}
+            msg = self._conn.recv()
+        except (EOFError, OSError):  # the worker died (before or while running the call)
+            code = self._stop(kill=False)
+            how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+            return {"error": f"the measuring process died ({how})"}
+        return msg["result"] if "result" in msg else msg
+
+    def close(self) -> None:
+        if self._proc is not None:
+            try:
+                self._conn.send(None)
+            except OSError:
+                pass
+            self._stop(kill=False)
+
+
+def run_isolated(fn, args: tuple, timeout_s: float = 3600.0) -> dict:
+    """``fn(*args)`` in a spawned process of its own (:class:`IsolatedRunner`)."""
+    with IsolatedRunner(timeout_s) as runner:
+        return runner.run(fn, args)
 
 
 @torch.no_grad()
@@ -437,51 +484,55 @@ def run(params: dict, *, device: str | None = None, models: list[str] | None = N
     files = load_manifest(params["data"]["eval"][0])[: b["images"]]
     images = [read_image(f) for f in files]
     records = []
-    for key in models or b["models"]:
-        ckpt = run_dir(key, b["quality"]) / "model.pt"
-        source = "random-init"
-        from lic import placeholder
-        from lic.evaluate import checkpoint_for
+    runner = IsolatedRunner()  # one worker process for every model's training options
+    try:
+        for key in models or b["models"]:
+            ckpt = run_dir(key, b["quality"]) / "model.pt"
+            source = "random-init"
+            from lic import placeholder
+            from lic.evaluate import checkpoint_for
 
-        ckpt = checkpoint_for(key, b["quality"])
-        if ckpt.exists() and not placeholder.is_placeholder(ckpt):
-            source = str(ckpt.relative_to(paths.ROOT))
-        if source == "random-init":
-            model = registry.build(key, **params["models"][key]["kwargs"])
-            model.update(force=True)
-        else:
-            model = load_checkpoint(ckpt).model
-        model = model.to(dev).eval()
-        if progress:
-            print(f"[bench] {key} on {dev}: coding time ({source})", flush=True)
-        coding = coding_time(model, images, warmup=b["warmup"], repeats=b["repeats"])
-        if progress:
-            print(f"[bench] {key}: enc {coding['enc_total_ms']:.1f} ms (AC {coding['enc_ac_ms']:.1f}), "
-                  f"dec {coding['dec_total_ms']:.1f} ms (AC {coding['dec_ac_ms']:.1f}); training speed", flush=True)
-        trained = registry.build(key, **params["models"][key]["kwargs"]).to(dev)
-        speed = training_speed(trained, batch=b["train_batch"], patch=b["train_patch"], steps=b["train_steps"],
-                               warmup=b["train_warmup"], bf16=b["bf16"])
-        record = {"model": key, "weights": source, "kwargs": params["models"][key]["kwargs"],
-                  "coding": coding, "training": speed,
-                  "training_options": training_options(key, params, dev, speed, progress)}
-        if b["cross_device_images"] > 0:
-            devs = bench_devices(cross_devices)
+            ckpt = checkpoint_for(key, b["quality"])
+            if ckpt.exists() and not placeholder.is_placeholder(ckpt):
+                source = str(ckpt.relative_to(paths.ROOT))
+            if source == "random-init":
+                model = registry.build(key, **params["models"][key]["kwargs"])
+                model.update(force=True)
+            else:
+                model = load_checkpoint(ckpt).model
+            model = model.to(dev).eval()
             if progress:
-                print(f"[bench] {key}: cross-device decoding ({' / '.join(devs)})", flush=True)
-            record["cross_device"] = cross_device(
-                _loaded_on(key, model, None if source == "random-init" else ckpt, devs),
-                images[: b["cross_device_images"]])
-        if hasattr(model, "online_iters") and source != "random-init":
-            from lic.codec import load_checkpoint as _load
+                print(f"[bench] {key} on {dev}: coding time ({source})", flush=True)
+            coding = coding_time(model, images, warmup=b["warmup"], repeats=b["repeats"])
+            if progress:
+                print(f"[bench] {key}: enc {coding['enc_total_ms']:.1f} ms (AC {coding['enc_ac_ms']:.1f}), "
+                      f"dec {coding['dec_total_ms']:.1f} ms (AC {coding['dec_ac_ms']:.1f}); training speed", flush=True)
+            trained = registry.build(key, **params["models"][key]["kwargs"]).to(dev)
+            speed = training_speed(trained, batch=b["train_batch"], patch=b["train_patch"], steps=b["train_steps"],
+                                   warmup=b["train_warmup"], bf16=b["bf16"])
+            record = {"model": key, "weights": source, "kwargs": params["models"][key]["kwargs"],
+                      "coding": coding, "training": speed,
+                      "training_options": training_options(key, params, dev, speed, progress, runner)}
+            if b["cross_device_images"] > 0:
+                devs = bench_devices(cross_devices)
+                if progress:
+                    print(f"[bench] {key}: cross-device decoding ({' / '.join(devs)})", flush=True)
+                record["cross_device"] = cross_device(
+                    _loaded_on(key, model, None if source == "random-init" else ckpt, devs),
+                    images[: b["cross_device_images"]])
+            if hasattr(model, "online_iters") and source != "random-init":
+                from lic.codec import load_checkpoint as _load
 
-            if progress:
-                print(f"[bench] {key}: online optimisation cost per iteration count", flush=True)
-            lmbda = params["models"][key]["lambdas"][b["quality"] - 1]
-            record["online"] = online_cost(_load(ckpt), images, b["online_iters"], lmbda)
-        records.append(record)
-        del model, trained
-        if dev.type == "cuda":
-            torch.cuda.empty_cache()
+                if progress:
+                    print(f"[bench] {key}: online optimisation cost per iteration count", flush=True)
+                lmbda = params["models"][key]["lambdas"][b["quality"] - 1]
+                record["online"] = online_cost(_load(ckpt), images, b["online_iters"], lmbda)
+            records.append(record)
+            del model, trained
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
+    finally:
+        runner.close()
     info = device_info()
     doc = {"device": info, "device_name": info.get("cuda_device") if dev.type == "cuda" else info.get("cpu"), "torch_device": str(dev),
            "versions": package_versions(), "cuda": torch.version.cuda, "date": _dt.datetime.now(_dt.timezone.utc).isoformat(),
