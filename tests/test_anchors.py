@@ -182,6 +182,18 @@ def test_evaluate_external_codec(name, project_root, monkeypatch, photo):
     assert bpp[LOW_TO_HIGH[name][0]] < bpp[LOW_TO_HIGH[name][1]]
 
 
+def test_qualities_side_by_side_give_the_serial_rows(project_root, monkeypatch, photo):
+    """anchors.workers: the sweep's qualities coded in threads give the same rows, in the sweep's order."""
+    _codec("webp")
+    _tiny_dataset(project_root, monkeypatch, photo)
+    docs = []
+    for workers in (1, 3):
+        params = {"anchors": {"codecs": ["webp"], "sweeps": {"webp": [5, 50, 90]}, "workers": workers}}
+        doc = json.loads(anchors.evaluate_codec("webp", "sample", params, progress=False).read_text())
+        docs.append([{k: v for k, v in r.items() if not k.endswith("_time")} for r in doc["per_image"]])
+    assert docs[0] == docs[1] and [r["quality"] for r in docs[0]] == [5, 5, 50, 50, 90, 90]
+
+
 def test_evaluate_cleans_up_after_a_failure(project_root, monkeypatch, photo, anchor_params, tmp_path):
     _tiny_dataset(project_root, monkeypatch, photo)
     codec = anchors.get("jpeg")

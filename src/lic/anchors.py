@@ -627,29 +627,43 @@ def evaluate_codec(name: str, dataset: str, params: dict, workdir: str | Path | 
     if workdir is not None:
         Path(workdir).mkdir(parents=True, exist_ok=True)
     version = codec.version()
+    workers = max(1, int(params["anchors"].get("workers", 1)))
+
+    def one_quality(job: tuple[int, object]) -> list[dict]:
+        qi, q = job
+        t_start = time.perf_counter()
+        qdir = Path(tmp) / f"q{qi}"  # each quality's files apart: qualities run side by side
+        qdir.mkdir()
+        qrows = []
+        for f in files:
+            with Image.open(f) as im:
+                img = np.array(im.convert("RGB"))
+            m = codec.measure(img, q, qdir)
+            if Path(f).stem in visual:
+                results.save_reconstruction(name, dataset, q, Path(f).stem, m.reconstruction)
+            h, w = img.shape[:2]
+            qrows.append({"image": Path(f).stem, "quality": q, "bytes": m.bytes, "pixels": h * w,
+                          "bpp": m.bytes * 8 / (h * w), "bpp_estimated": None,
+                          **metrics.image_metrics(img, m.reconstruction),
+                          "encoding_time": m.encoding_time, "decoding_time": m.decoding_time})
+        if progress:
+            bpp = sum(r["bpp"] for r in qrows) / len(qrows)
+            ps = [r["psnr-rgb"] for r in qrows if math.isfinite(r["psnr-rgb"])]
+            print(f"[anchors] {name} on {dataset}: quality {q} ({qi + 1}/{len(qualities)}): "
+                  f"bpp {bpp:.4f}, PSNR {sum(ps) / max(len(ps), 1):.2f} dB, "
+                  f"{len(files)} images in {time.perf_counter() - t_start:.1f} s", file=sys.stderr,
+                  flush=True)
+        return qrows
+
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix=f"lic-anchor-{name}-", dir=workdir) as tmp:
-        for qi, q in enumerate(qualities):
-            t_start = time.perf_counter()
-            for f in files:
-                with Image.open(f) as im:
-                    img = np.array(im.convert("RGB"))
-                m = codec.measure(img, q, tmp)
-                if Path(f).stem in visual:
-                    results.save_reconstruction(name, dataset, q, Path(f).stem, m.reconstruction)
-                h, w = img.shape[:2]
-                rows.append({"image": Path(f).stem, "quality": q, "bytes": m.bytes, "pixels": h * w,
-                             "bpp": m.bytes * 8 / (h * w), "bpp_estimated": None,
-                             **metrics.image_metrics(img, m.reconstruction),
-                             "encoding_time": m.encoding_time, "decoding_time": m.decoding_time})
-            if progress:
-                qrows = rows[-len(files):]
-                bpp = sum(r["bpp"] for r in qrows) / len(qrows)
-                ps = [r["psnr-rgb"] for r in qrows if math.isfinite(r["psnr-rgb"])]
-                print(f"[anchors] {name} on {dataset}: quality {q} ({qi + 1}/{len(qualities)}): "
-                      f"bpp {bpp:.4f}, PSNR {sum(ps) / max(len(ps), 1):.2f} dB, "
-                      f"{len(files)} images in {time.perf_counter() - t_start:.1f} s", file=sys.stderr,
-                      flush=True)
+        # the codecs are external processes (or Pillow, which releases the GIL): threads run anchors.workers
+        # qualities at once; rows keep the sweep's order
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for qrows in pool.map(one_quality, list(enumerate(qualities))):
+                rows.extend(qrows)
     description = (f"{codec.label}; quality = the tool's {'quality' if codec.higher_is_better else 'QP/quantizer'}"
                    f" ({'higher' if codec.higher_is_better else 'lower'} = better); bpp from the bitstream "
                    f"file size")

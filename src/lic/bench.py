@@ -254,8 +254,8 @@ def training_options(key: str, params: dict, dev: torch.device, baseline: dict, 
 
     The options run in a spawned worker process (``runner``, shared by the models of one benchmark; a
     new one per call when None): a failing option is recorded with its error instead of stopping the
-    benchmark, including one that crashes the process (e.g. channels-last in TCM's backward on CPU,
-    torch 2.14.1: a segmentation fault), which no ``except`` could catch."""
+    benchmark, including one that crashes the process (e.g. channels-last in TCM's backward on an AMD
+    EPYC CPU, torch 2.14.1: a segmentation fault), which no ``except`` could catch."""
     b = params["bench"]
     rows = []
     parsed = {spec: parse_options(spec) for spec in b["train_options"]}  # a typo fails before anything runs

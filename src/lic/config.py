@@ -92,7 +92,8 @@ SCHEMA: dict[str, Any] = {
         "profiles": Profiled({"max_bpp_gap_percent": NUMBER, "visual_images": ListOf(str),
                               "vr_target_bpp": ListOf(NUMBER), "workers": int}),
     },
-    "anchors": {"codecs": ListOf(str), "sweeps": MapOf(ListOf(NUMBER))},  # classical codecs, lic.anchors
+    "anchors": {"codecs": ListOf(str), "sweeps": MapOf(ListOf(NUMBER)),  # classical codecs, lic.anchors
+                "workers": int},  # qualities of a sweep coded at once (threads around the codec processes)
     "complexity": {"models": ListOf(str)},  # lic complexity: params and kMACs/px, both profiles' kwargs
     "bench": {  # lic.bench: coding time (HPCM Table C) and training speed (Table A)
         "models": ListOf(str),
