@@ -137,6 +137,23 @@ class ACTimer:
         out["ac_s"] = self.seconds - start
 
 
+@contextmanager
+def gc_paused():
+    """Collect garbage, then keep Python's cyclic garbage collector off inside the block (as ``timeit``
+    does): a model holds enough Python objects that a collection triggered by the allocations of a
+    timed call costs milliseconds, charged at random to whatever runs then (T_AC included)."""
+    import gc
+
+    enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -162,13 +179,13 @@ def coding_time(model: torch.nn.Module, images: list[np.ndarray], *, warmup: int
             x = pad(to_tensor(img).to(device), multiple)
             for run in range(warmup + repeats):
                 _sync(device)
-                with timer.measure() as enc_ac:
+                with gc_paused(), timer.measure() as enc_ac:
                     t0 = time.perf_counter()
                     out = model.compress(x)
                     _sync(device)
                     enc = time.perf_counter() - t0
                 kwargs = {"extra": out["extra"]} if out.get("extra") else {}
-                with timer.measure() as dec_ac:
+                with gc_paused(), timer.measure() as dec_ac:
                     t0 = time.perf_counter()
                     rec = model.decompress(out["strings"], out["shape"], **kwargs)["x_hat"]
                     _sync(device)

@@ -69,11 +69,14 @@ def kodak_symbols(channels: int = 320, height: int = 32, width: int = 48, seed: 
 def _median_ms(fn, warmup: int, repeats: int) -> float:
     for _ in range(warmup):
         fn()
+    from lic.bench import gc_paused
+
     times = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
+        with gc_paused():
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
     return statistics.median(times) * 1000
 
 
@@ -259,7 +262,7 @@ def bench_model(key: str = "li2025-hpcm-base", *, kwargs: dict | None = None, ch
     import compressai
     import numba
 
-    from lic.bench import ACTimer
+    from lic.bench import ACTimer, gc_paused
     from lic.entropy.fast import check_coder
     from lic.metrics import to_tensor
     from lic.models import registry
@@ -298,13 +301,13 @@ def bench_model(key: str = "li2025-hpcm-base", *, kwargs: dict | None = None, ch
             for name in coders:
                 model.entropy_coder_name = name
                 h0 = helper[0]
-                with timer.measure() as enc_ac:
+                with gc_paused(), timer.measure() as enc_ac:
                     t0 = time.perf_counter()
                     enc = model.compress(x)
                     t_enc = time.perf_counter() - t0
                 h1 = helper[0]
                 kw = {"extra": enc["extra"]} if enc.get("extra") else {}
-                with timer.measure() as dec_ac:
+                with gc_paused(), timer.measure() as dec_ac:
                     t0 = time.perf_counter()
                     x_hat = model.decompress(enc["strings"], enc["shape"], **kw)["x_hat"]
                     t_dec = time.perf_counter() - t0
