@@ -239,3 +239,24 @@ def test_isolated_runner_reuses_its_worker_until_a_call_kills_it():
         assert runner.run(os.abort, ()) == {"error": "the measuring process died (signal 6)"}
         assert runner.run(os.getpid, ()) not in (first, os.getpid())  # a new worker after the crash
     assert runner._proc is None
+
+
+def test_run_writes_one_record_per_model_with_the_given_images(in_tiny_project, tmp_path):
+    """lic bench on photo files (--images): coding time, training speed and its options, the cross-device
+    control; the JSON names the device and the files."""
+    from PIL import Image
+
+    root, params = in_tiny_project
+    png = tmp_path / "photo.png"
+    Image.fromarray((np.random.default_rng(0).random((48, 80, 3)) * 255).astype(np.uint8)).save(png)
+    params = {**params, "bench": {**params["bench"], "train_steps": 1, "train_warmup": 0, "repeats": 1,
+                                  "warmup": 0, "train_patch": 64, "train_batch": 2}}
+    path = bench.run(params, device="cpu", models=["minnen2018-mean"], out=tmp_path / "b.json", progress=False,
+                     image_files=[png])
+    doc = json.loads(path.read_text())
+    assert doc["dataset"] == "files: photo.png" and doc["image_sizes"] == [[48, 80]] and doc["torch_device"] == "cpu"
+    (rec,) = doc["models"]
+    assert rec["model"] == "minnen2018-mean" and rec["coding"]["images"] == 1
+    assert rec["training"]["steps_per_s"] > 0
+    assert [o["option"] for o in rec["training_options"]] == params["bench"]["train_options"]
+    assert rec["cross_device"]["devices"] == ["cpu"] and rec["cross_device"]["all_identical"]

@@ -485,12 +485,15 @@ def _device_slug(info: dict) -> str:
 
 
 def run(params: dict, *, device: str | None = None, models: list[str] | None = None,
-        out: str | Path | None = None, progress: bool = True, cross_devices: list[str] | None = None) -> Path:
+        out: str | Path | None = None, progress: bool = True, cross_devices: list[str] | None = None,
+        image_files: list[str | Path] | None = None) -> Path:
     """Benchmark every model of ``bench.models`` (trained checkpoints at ``bench.quality`` when they exist,
     else the profile's kwargs at random initialisation, recorded as such) and write one JSON.
 
     ``cross_devices``: the devices of the cross-device decoding check (default: CUDA and CPU when CUDA
-    exists, else the CPU alone), run on ``bench.cross_device_images`` images (0: skipped)."""
+    exists, else the CPU alone), run on ``bench.cross_device_images`` images (0: skipped).
+    ``image_files``: code these photo files instead of the first ``bench.images`` of the profile's first
+    evaluation dataset (e.g. Kodak PNGs on a machine where the dataset stage cannot download)."""
     from lic.codec import load_checkpoint, read_image
     from lic.data.prepare import load_manifest
     from lic.models import registry
@@ -498,7 +501,7 @@ def run(params: dict, *, device: str | None = None, models: list[str] | None = N
 
     b = params["bench"]
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    files = load_manifest(params["data"]["eval"][0])[: b["images"]]
+    files = [Path(f) for f in image_files] if image_files else load_manifest(params["data"]["eval"][0])[: b["images"]]
     images = [read_image(f) for f in files]
     records = []
     runner = IsolatedRunner()  # one worker process for every model's training options
@@ -553,7 +556,8 @@ def run(params: dict, *, device: str | None = None, models: list[str] | None = N
     info = device_info()
     doc = {"device": info, "device_name": info.get("cuda_device") if dev.type == "cuda" else info.get("cpu"), "torch_device": str(dev),
            "versions": package_versions(), "cuda": torch.version.cuda, "date": _dt.datetime.now(_dt.timezone.utc).isoformat(),
-           "profile": params["profile"], "dataset": params["data"]["eval"][0], "image_sizes": [list(i.shape[:2]) for i in images],
+           "profile": params["profile"],
+           "dataset": "files: " + ", ".join(f.name for f in files) if image_files else params["data"]["eval"][0], "image_sizes": [list(i.shape[:2]) for i in images],
            "protocol": {k: b[k] for k in sorted(b) if k != "models"},
            "notes": "peak_rss_mb is the process high-water mark (grows over the models of one run)",
            "models": records}

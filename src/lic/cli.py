@@ -204,7 +204,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     params = load_params(profile=args.profile)
     path = bench.run(params, device=args.device, models=args.models or None, out=args.out, progress=not args.quiet,
-                     cross_devices=args.cross_devices or None)
+                     cross_devices=args.cross_devices or None, image_files=args.images or None)
     print(f"[bench] {path}")
     return 0
 
@@ -277,6 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
     p.add_argument("--models", nargs="*", help="registry keys (default: bench.models)")
     p.add_argument("--out", default=None, help="output JSON (default: results/bench/<profile>-<device>.json)")
+    p.add_argument("--images", nargs="*", metavar="PNG", help="code these photo files (default: the first "
+                   "bench.images of the profile's first evaluation dataset)")
     p.add_argument("--cross-devices", nargs="*", metavar="DEVICE",
                    help="devices of the cross-device decoding check (default: cuda and cpu when CUDA exists, else cpu)")
     p.add_argument("--quiet", action="store_true")
