@@ -1,8 +1,8 @@
 """``fork_map``: a map over independent jobs in forked worker processes, for the CPU pipeline.
 
 DVC runs one stage at a time, so on a 2-core machine the second core idles once the unit tests are
-done. Stages whose work splits into independent jobs (evaluation: one job per quality; complexity: one
-per model) map them over a few forked workers. A forked worker inherits the imported torch,
+done. A stage whose work splits into independent jobs (evaluation: one job per quality) maps them over
+a few forked workers. A forked worker inherits the imported torch,
 CompressAI and lic (a spawned one would spend seconds re-importing them), which is safe on Linux in a
 process that holds no CUDA context and has run no backward pass (:func:`mark_fork_safe`). Otherwise,
 with one worker or with one job, the map runs in this process.
