@@ -494,24 +494,20 @@ def run(params: dict, *, device: str | None = None, models: list[str] | None = N
     exists, else the CPU alone), run on ``bench.cross_device_images`` images (0: skipped).
     ``image_files``: code these photo files instead of the first ``bench.images`` of the profile's first
     evaluation dataset (e.g. Kodak PNGs on a machine where the dataset stage cannot download)."""
+    from lic import placeholder
     from lic.codec import load_checkpoint, read_image
     from lic.data.prepare import load_manifest
+    from lic.evaluate import checkpoint_for
     from lic.models import registry
-    from lic.train import run_dir
 
     b = params["bench"]
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     files = [Path(f) for f in image_files] if image_files else load_manifest(params["data"]["eval"][0])[: b["images"]]
     images = [read_image(f) for f in files]
     records = []
-    runner = IsolatedRunner()  # one worker process for every model's training options
-    try:
+    with IsolatedRunner() as runner:  # one worker process for every model's training options
         for key in models or b["models"]:
-            ckpt = run_dir(key, b["quality"]) / "model.pt"
             source = "random-init"
-            from lic import placeholder
-            from lic.evaluate import checkpoint_for
-
             ckpt = checkpoint_for(key, b["quality"])
             if ckpt.exists() and not placeholder.is_placeholder(ckpt):
                 source = str(ckpt.relative_to(paths.ROOT))
@@ -541,23 +537,20 @@ def run(params: dict, *, device: str | None = None, models: list[str] | None = N
                     _loaded_on(key, model, None if source == "random-init" else ckpt, devs),
                     images[: b["cross_device_images"]])
             if hasattr(model, "online_iters") and source != "random-init":
-                from lic.codec import load_checkpoint as _load
-
                 if progress:
                     print(f"[bench] {key}: online optimisation cost per iteration count", flush=True)
                 lmbda = params["models"][key]["lambdas"][b["quality"] - 1]
-                record["online"] = online_cost(_load(ckpt), images, b["online_iters"], lmbda)
+                record["online"] = online_cost(load_checkpoint(ckpt), images, b["online_iters"], lmbda)
             records.append(record)
             del model, trained
             if dev.type == "cuda":
                 torch.cuda.empty_cache()
-    finally:
-        runner.close()
     info = device_info()
     doc = {"device": info, "device_name": info.get("cuda_device") if dev.type == "cuda" else info.get("cpu"), "torch_device": str(dev),
            "versions": package_versions(), "cuda": torch.version.cuda, "date": _dt.datetime.now(_dt.timezone.utc).isoformat(),
            "profile": params["profile"],
-           "dataset": "files: " + ", ".join(f.name for f in files) if image_files else params["data"]["eval"][0], "image_sizes": [list(i.shape[:2]) for i in images],
+           "dataset": "files: " + ", ".join(f.name for f in files) if image_files else params["data"]["eval"][0],
+           "image_sizes": [list(i.shape[:2]) for i in images],
            "protocol": {k: b[k] for k in sorted(b) if k != "models"},
            "notes": "peak_rss_mb is the process high-water mark (grows over the models of one run)",
            "models": records}

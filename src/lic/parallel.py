@@ -41,8 +41,8 @@ def fork_map(fn: Callable, jobs: Iterable, workers: int = 1) -> Iterator:
     """``map(fn, jobs)``, in ``min(workers, len(jobs))`` forked processes when that is more than one
     and :func:`can_fork`; ``fn`` and the jobs must be picklable, results too."""
     jobs = list(jobs)
-    n = min(int(workers), len(jobs))
-    if n <= 1 or not can_fork():
+    n = workers_used(workers, len(jobs))
+    if n == 1:
         yield from map(fn, jobs)
         return
     import multiprocessing as mp

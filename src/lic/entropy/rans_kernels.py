@@ -46,7 +46,7 @@ LUT_SHIFT = 8                          # decoder lookup: 2**16 >> 8 = 256 bucket
 LUT_SIZE = 1 << (PRECISION - LUT_SHIFT)
 LUT_DIRECT = 1 << 62                   # flag of a lookup entry that is the symbol itself
 LUT_FIELD = (1 << 20) - 1              # value / start / freq / bracket fields of an entry
-LUT_AFTER = 16                         # ... built for a row once it codes this many symbols in a call
+LUT_AFTER = 16                         # ... built for a row once it has decoded this many symbols
 #: at most this many 4-bit groups: the escape's raw value is kept below 2**31
 MAX_BYPASS_GROUPS = 8
 
