@@ -176,6 +176,29 @@ def test_bench_coding_model_times_both_coder_paths_side_by_side(tmp_path):
                              "--warmup", "0", "--repeats", "1", "--out", str(out)])
     torch.set_num_threads(threads)
     assert rec["image"] == {"source": str(odd), "height": 50, "width": 70} and rec["identical_streams"]
+    assert rec["weights_info"] == {"checkpoint": None, "seed": 0} and "omp_num_threads" in rec["protocol"]
+
+    # trained weights (a checkpoint record), kept in a folder that notebook 03 reads (lic.bench.load_coding)
+    from lic import bench
+    from lic.models import registry
+    from lic.reports.hpcm import coder_paths_table
+
+    ck = tmp_path / "tiny.pt"
+    torch.save({"model": "li2025-hpcm-base", "kwargs": tiny, "steps": 7, "params": {"lmbda": 0.01},
+                "state_dict": registry.build("li2025-hpcm-base", **tiny).state_dict()}, ck)
+    kept = tmp_path / "coding"
+    rec = bench_coding.main(["--model", "li2025-hpcm-base", "--checkpoint", str(ck), "--image", str(odd),
+                             "--warmup", "0", "--repeats", "1", "--out", str(kept / "tiny_odd.json")])
+    torch.set_num_threads(threads)
+    w = rec["weights_info"]
+    assert (w["checkpoint"], w["steps"], w["lmbda"], len(w["fingerprint"])) == ("tiny.pt", 7, 0.01, 16)
+    (kept / "tiny.recipe.json").write_text("{}")  # the folder's other JSON (a recipe) is not a record
+    table = coder_paths_table(bench.load_coding(kept))
+    assert list(table.index) == ["tiny_odd.json"]
+    row = table.loc["tiny_odd.json"]
+    assert row["weights"] == "7 steps, λ=0.01" and row["image"] == "odd.png" and row["identical_streams"]
+    assert row["ratio_ac"] == rec["ratio"]["ac"] and row["bpp"] == rec["bpp"]
+    assert coder_paths_table([]).empty
 
 
 def _loaded(model):

@@ -136,6 +136,25 @@ def test_base_run_and_missing_base(in_tiny_project, tmp_path, monkeypatch):
         train.train("minnen2018-mean", 2, params, tmp_path / "x", progress=False)
 
 
+def test_cli_out_writes_a_run_outside_the_checkpoints(in_tiny_project, tmp_path):
+    """lic train --recipe FILE --out DIR (data/bench/coding's weights): the run and its model.pt in DIR, the
+    pipeline's checkpoints untouched, the weights those of the same recipe run in place."""
+    from lic import cli, recipes
+
+    root, params = in_tiny_project
+    recipe_file = tmp_path / "base.json"
+    recipe_file.write_text(json.dumps(recipes.resolve(params, "minnen2018-mean", "base")))
+    before = {p: p.stat().st_mtime_ns for p in (root / "checkpoints").rglob("*") if p.is_file()}
+    assert cli.main(["train", "minnen2018-mean", "--base", "--recipe", str(recipe_file), "--out",
+                     str(tmp_path / "run"), "--quiet"]) == 0
+    assert (tmp_path / "run" / "model.pt").is_file() and (tmp_path / "run" / "run.json").is_file()
+    after = {p: p.stat().st_mtime_ns for p in (root / "checkpoints").rglob("*") if p.is_file()}
+    assert after == before
+    ours = _weights(tmp_path / "run" / "model.pt")
+    theirs = _weights(root / "checkpoints/minnen2018-mean/base/model.pt")
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+
+
 def test_crops_are_a_function_of_the_step(tiny_project):
     from lic.data.prepare import load_manifest  # noqa: F401
     root, _ = tiny_project

@@ -567,6 +567,23 @@ def run(params: dict, *, device: str | None = None, models: list[str] | None = N
 MEASURED = paths.ROOT / "data" / "bench"
 
 
+#: ``python -m lic.bench_coding --model`` records kept from other runs (the two entropy-coder paths side by side)
+MEASURED_CODING = MEASURED / "coding"
+
+
+def load_coding(*roots: str | Path) -> list[dict]:
+    """Every side-by-side coder record (``lic.bench_coding --model``) under ``data/bench/coding``."""
+    docs = []
+    for root in roots or (MEASURED_CODING,):
+        for p in sorted(Path(root).glob("*.json")):
+            doc = json.loads(p.read_text())
+            if doc.get("paths") is None:  # another JSON (e.g. a symbol-only run): not a model record
+                continue
+            doc["file"] = p.name
+            docs.append(doc)
+    return docs
+
+
 def load_all(*roots: str | Path) -> list[dict]:
     """Every bench file of the pipeline (``results/bench``) and of other machines (``data/bench``)."""
     docs = []

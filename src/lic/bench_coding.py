@@ -39,6 +39,7 @@ import argparse
 import datetime as _dt
 import json
 import math
+import os
 import statistics
 import time
 from contextlib import contextmanager
@@ -273,11 +274,15 @@ def bench_model(key: str = "li2025-hpcm-base", *, kwargs: dict | None = None, ch
     if checkpoint is not None:
         from lic.codec import load_checkpoint
 
-        model, source = load_checkpoint(checkpoint).model, str(checkpoint)
+        loaded = load_checkpoint(checkpoint)
+        model, source = loaded.model, str(checkpoint)
+        weights = {"checkpoint": Path(checkpoint).name, "fingerprint": loaded.fingerprint.hex(),
+                   "steps": loaded.record.get("steps"), "lmbda": (loaded.record.get("params") or {}).get("lmbda")}
     else:
         torch.manual_seed(seed)
         model, source = registry.build(key, **(kwargs or {})), "random-init"
         model.update(force=True)
+        weights = {"checkpoint": None, "seed": seed}
     model = model.eval()
     if not hasattr(model, "entropy_coder_name"):
         raise ValueError(f"{key} has no entropy_coder switch")
@@ -341,9 +346,10 @@ def bench_model(key: str = "li2025-hpcm-base", *, kwargs: dict | None = None, ch
         "device": device_info(), "device_name": device_info().get("cpu"), "torch_device": "cpu",
         "versions": {**package_versions(), "numba": numba.__version__, "compressai": compressai.__version__,
                      "torch": torch.__version__, "numpy": np.__version__},
-        "model": key, "kwargs": kwargs or {}, "weights": source,
+        "model": key, "kwargs": kwargs or {}, "weights": source, "weights_info": weights,
         "image": image_source,
         "protocol": {"warmup": warmup, "repeats": repeats, "statistic": "median", "torch_threads": threads,
+                     "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
                      "order": "paths alternate within each repeat",
                      "t_ac": "*_ac_ms: time inside the rANS coder objects (lic.bench.ACTimer); the CompressAI "
                              "path's .tolist()/torch.tensor conversions count as network time there",

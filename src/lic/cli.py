@@ -75,7 +75,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             return 0
         from lic.train import main
 
-        print(f"[train] {main(args.model, quality, None, progress=not args.quiet, resolved=resolved)}")
+        print(f"[train] {main(args.model, quality, None, progress=not args.quiet, resolved=resolved, out_dir=args.out)}")
         return 0
     from lic.config import load_params
 
@@ -88,7 +88,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return 0
     from lic.train import main
 
-    path = main(args.model, quality, params, progress=not args.quiet)
+    path = main(args.model, quality, params, progress=not args.quiet, out_dir=args.out)
     print(f"[train] {path}")
     return 0
 
@@ -235,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", choices=["default", "paper"], default=None)
     p.add_argument("--recipe", default=None, help="a resolved recipe file (recipes/train/<model>/q<Q>.json, "
                    "written by `lic recipes`) instead of params.yaml; what the DVC stages use")
+    p.add_argument("--out", default=None, help="the run's folder (default checkpoints/<model>/q<Q> or base): a run "
+                   "outside the pipeline, e.g. the weights of data/bench/coding/")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_train)
 

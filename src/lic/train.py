@@ -465,10 +465,12 @@ def is_active(params: dict, quality: int | str) -> bool:
     return quality == BASE or quality in params["train"]["active_qualities"]
 
 
-def main(key: str, quality: int, params: dict | None, progress: bool = True, resolved: dict | None = None) -> Path:
+def main(key: str, quality: int, params: dict | None, progress: bool = True, resolved: dict | None = None,
+         out_dir: Path | None = None) -> Path:
     """Entry point of ``lic train``: sets up torch.distributed when launched by torchrun.
 
-    ``resolved``: a recipe file's content (:mod:`lic.recipes`) instead of ``params``.
+    ``resolved``: a recipe file's content (:mod:`lic.recipes`) instead of ``params``. ``out_dir``: the run's
+    folder instead of :func:`run_dir` (a run outside the pipeline, e.g. data/bench/coding's weights).
     """
     if resolved is not None:
         if not resolved["active"]:
@@ -479,7 +481,7 @@ def main(key: str, quality: int, params: dict | None, progress: bool = True, res
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     try:
-        return train(key, quality, params, progress=progress,
+        return train(key, quality, params, out_dir, progress=progress,
                      resolved=resolved["recipe"] if resolved is not None else None)
     finally:
         if world > 1 and dist.is_initialized():

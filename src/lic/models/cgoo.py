@@ -54,6 +54,7 @@ from compressai.ops import quantize_ste
 from torch import nn
 
 from lic.entropy.fast import coder
+from lic.entropy.indexes import scale_indexes
 from lic.models.registry import register
 from lic.models.tcm import TCM
 
@@ -303,7 +304,7 @@ class CGOO(TCM):
         encoder = rc.encoder()
 
         def code(i, y_i, mu, sigma):
-            indexes = gc.build_indexes(sigma / delta)
+            indexes = scale_indexes(gc, sigma / delta)
             symbols = torch.round((y_i - mu) / delta).int()
             encoder.encode(symbols, indexes, tables)
             return symbols.to(mu.dtype) * delta + mu
@@ -378,7 +379,7 @@ class CGOO(TCM):
         decoder = rc.decoder(strings[0][0])
 
         def code(i, _y_i, mu, sigma):
-            indexes = gc.build_indexes(sigma / delta)
+            indexes = scale_indexes(gc, sigma / delta)
             values = decoder.decode(indexes, tables).to(mu.device).reshape(mu.shape)
             return values.to(mu.dtype) * delta + mu
 

@@ -73,6 +73,7 @@ from compressai.models import CompressionModel
 from torch import nn
 
 from lic.entropy.fast import check_coder, coder
+from lic.entropy.indexes import scale_indexes
 from lic.models.hpcm_entropy import (KINDS, GGMConditional, extract, get_scale_table,
                                      official_s2_hyper, scatter, seal, step_map, unseal)
 from lic.models.hpcm_layers import (CrossAttentionCell, EntropyParameters, analysis_transform,
@@ -322,7 +323,7 @@ class HPCM(CompressionModel):
         def code(_k, y_r, scales_m, means_m, mask):
             y_q = torch.round((y_r - means_m) * mask)
             sel = mask.bool().expand_as(y_q)
-            encoder.encode(y_q[sel].int(), em.build_indexes(scales_m[sel]), tables)
+            encoder.encode(y_q[sel].int(), scale_indexes(em, scales_m[sel]), tables)
             return y_q, y_q
 
         self._code_hierarchy(hyper, code, y)
@@ -349,7 +350,7 @@ class HPCM(CompressionModel):
 
         def code(_k, _y, scales_m, means_m, mask):
             sel = mask.bool().expand_as(scales_m)
-            values = decoder.decode(em.build_indexes(scales_m[sel]), tables)
+            values = decoder.decode(scale_indexes(em, scales_m[sel]), tables)
             y_q = torch.zeros_like(scales_m)
             y_q[sel] = values.to(dtype=y_q.dtype, device=y_q.device)
             return y_q, y_q

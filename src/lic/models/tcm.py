@@ -88,6 +88,7 @@ from compressai.ops import quantize_ste
 from torch import nn
 
 from lic.entropy.fast import check_coder, coder
+from lic.entropy.indexes import scale_indexes
 from lic.models.registry import register
 from lic.models.tcm_layers import ConvTransBlock, SWAtten
 
@@ -287,7 +288,7 @@ class TCM(CompressionModel):
         encoder = rc.encoder()
 
         def code(i, y_i, mu, sigma):
-            indexes = gc.build_indexes(sigma)
+            indexes = scale_indexes(gc, sigma)
             symbols = gc.quantize(y_i, "symbols", mu)
             encoder.encode(symbols, indexes, tables)
             return gc.dequantize(symbols, mu)
@@ -311,7 +312,7 @@ class TCM(CompressionModel):
         decoder = rc.decoder(strings[0][0])
 
         def code(i, _y_i, mu, sigma):
-            indexes = gc.build_indexes(sigma)
+            indexes = scale_indexes(gc, sigma)
             values = decoder.decode(indexes, tables).to(mu.device).reshape(mu.shape)
             return gc.dequantize(values, mu)
 

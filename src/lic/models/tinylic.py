@@ -62,6 +62,7 @@ from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from compressai.models import CompressionModel
 
 from lic.entropy.fast import check_coder, coder
+from lic.entropy.indexes import scale_indexes
 from lic.models.registry import register
 from lic.models.tinylic_blocks import MultistageMaskedConv2d, conv, deconv, rnab, rstb
 
@@ -339,7 +340,7 @@ class TinyLIC(CompressionModel):
 
         def step(i, groups, scales, means):
             q = torch.round(ys[i] - means)
-            idx = self.gaussian_conditional.build_indexes(scales)
+            idx = scale_indexes(self.gaussian_conditional, scales)
             for b in range(B):
                 symbols[b] += [t.reshape(-1) for t in self._groups_of(q, b, groups)]
                 indexes[b] += [t.reshape(-1) for t in self._groups_of(idx, b, groups)]
@@ -369,7 +370,7 @@ class TinyLIC(CompressionModel):
         decoders = [rc.decoder(strings[0][b]) for b in range(B)]
 
         def step(i, groups, scales, means):
-            idx = self.gaussian_conditional.build_indexes(scales)
+            idx = scale_indexes(self.gaussian_conditional, scales)
             vals = means.clone()
             for b in range(B):
                 for gi, (ix, mu) in enumerate(zip(self._groups_of(idx, b, groups), self._groups_of(means, b, groups))):

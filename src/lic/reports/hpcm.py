@@ -8,6 +8,7 @@ Every function takes what the pipeline wrote (``results/complexity.json``, ``res
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pandas as pd
 
@@ -147,6 +148,41 @@ def cross_device_table(docs: list[dict]) -> pd.DataFrame:
     if not rows:
         return pd.DataFrame(columns=cols, index=pd.MultiIndex.from_tuples([], names=["file", "model", "encode", "decode"]))
     return pd.DataFrame(rows).set_index(["file", "model", "encode", "decode"])[cols]
+
+
+def coder_paths_table(docs: list[dict]) -> pd.DataFrame:
+    """The arithmetic-coding step of one model with CompressAI's per-call path and the fast path, side by
+    side on the same weights and image (``lic.bench_coding --model`` records, :func:`lic.bench.load_coding`).
+
+    Per record: the weights (random init, or a checkpoint's steps and λ), image, bpp of the stream, T_AC of
+    each path inside the coder objects and with each path's conversions (the models' ``RansCoder`` helper:
+    arithmetic coding as the model sees it), ms, and the CompressAI / fast ratios of encode + decode."""
+    rows = []
+    for d in docs:
+        w = d.get("weights_info") or {}
+        if w.get("checkpoint"):
+            weights = f"{w.get('steps')} steps, λ={w.get('lmbda')}"
+        else:
+            weights = "random init" if d.get("weights") == "random-init" else str(d.get("weights"))
+        proto = d.get("protocol", {})
+        c, f = d["paths"]["compressai"], d["paths"]["fast"]
+        rows.append({
+            "file": d["file"], "machine": d.get("device_name") or "unknown", "model": d["model"], "weights": weights,
+            "image": Path(str(d["image"]["source"])).name, "omp_threads": proto.get("omp_num_threads") or "default",
+            "bpp": d["bpp"],
+            "compressai_enc_ac_ms": c["enc_ac_ms"], "compressai_dec_ac_ms": c["dec_ac_ms"],
+            "fast_enc_ac_ms": f["enc_ac_ms"], "fast_dec_ac_ms": f["dec_ac_ms"],
+            "ratio_ac": d["ratio"]["ac"],
+            "compressai_enc_ac_conv_ms": c["enc_ac_conv_ms"], "compressai_dec_ac_conv_ms": c["dec_ac_conv_ms"],
+            "fast_enc_ac_conv_ms": f["enc_ac_conv_ms"], "fast_dec_ac_conv_ms": f["dec_ac_conv_ms"],
+            "ratio_ac_conv": d["ratio"]["ac_conv"],
+            "identical_streams": d["identical_streams"]})
+    cols = ["machine", "model", "weights", "image", "omp_threads", "bpp", "compressai_enc_ac_ms", "compressai_dec_ac_ms",
+            "fast_enc_ac_ms", "fast_dec_ac_ms", "ratio_ac", "compressai_enc_ac_conv_ms", "compressai_dec_ac_conv_ms",
+            "fast_enc_ac_conv_ms", "fast_dec_ac_conv_ms", "ratio_ac_conv", "identical_streams"]
+    if not rows:
+        return pd.DataFrame(columns=cols, index=pd.Index([], name="file"))
+    return pd.DataFrame(rows).set_index("file")[cols]
 
 
 def table_c(docs: list[dict], records: list[dict]) -> pd.DataFrame:
