@@ -572,16 +572,9 @@ MEASURED_CODING = MEASURED / "coding"
 
 
 def load_coding(*roots: str | Path) -> list[dict]:
-    """Every side-by-side coder record (``lic.bench_coding --model``) under ``data/bench/coding``."""
-    docs = []
-    for root in roots or (MEASURED_CODING,):
-        for p in sorted(Path(root).glob("*.json")):
-            doc = json.loads(p.read_text())
-            if doc.get("paths") is None:  # another JSON (e.g. a symbol-only run): not a model record
-                continue
-            doc["file"] = p.name
-            docs.append(doc)
-    return docs
+    """Every side-by-side coder record (``lic.bench_coding --model``) under ``data/bench/coding``: the
+    files of :func:`load_all` there that hold both paths' timings (not e.g. the weights' recipe)."""
+    return [d for d in load_all(*(roots or (MEASURED_CODING,))) if d.get("paths") is not None]
 
 
 def load_all(*roots: str | Path) -> list[dict]:

@@ -167,7 +167,8 @@ def coder_paths_table(docs: list[dict]) -> pd.DataFrame:
         proto = d.get("protocol", {})
         c, f = d["paths"]["compressai"], d["paths"]["fast"]
         rows.append({
-            "file": d["file"], "machine": d.get("device_name") or "unknown", "model": d["model"], "weights": weights,
+            "file": Path(d["file"]).name, "machine": d.get("device_name") or "unknown", "model": d["model"],
+            "weights": weights,
             "image": Path(str(d["image"]["source"])).name, "omp_threads": proto.get("omp_num_threads") or "default",
             "bpp": d["bpp"],
             "compressai_enc_ac_ms": c["enc_ac_ms"], "compressai_dec_ac_ms": c["dec_ac_ms"],
@@ -180,9 +181,7 @@ def coder_paths_table(docs: list[dict]) -> pd.DataFrame:
     cols = ["machine", "model", "weights", "image", "omp_threads", "bpp", "compressai_enc_ac_ms", "compressai_dec_ac_ms",
             "fast_enc_ac_ms", "fast_dec_ac_ms", "ratio_ac", "compressai_enc_ac_conv_ms", "compressai_dec_ac_conv_ms",
             "fast_enc_ac_conv_ms", "fast_dec_ac_conv_ms", "ratio_ac_conv", "identical_streams"]
-    if not rows:
-        return pd.DataFrame(columns=cols, index=pd.Index([], name="file"))
-    return pd.DataFrame(rows).set_index("file")[cols]
+    return pd.DataFrame(rows, columns=["file", *cols]).set_index("file")
 
 
 def table_c(docs: list[dict], records: list[dict]) -> pd.DataFrame:
