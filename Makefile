@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed-stamp
 export PATH := $(BIN):$(PATH)
 export PYTHONHASHSEED := 0
 
-.PHONY: install repro test unit pipeline notebooks clean-outputs system-deps
+.PHONY: install repro test unit pipeline notebooks clean-outputs system-deps natten
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -58,3 +58,22 @@ notebooks: pipeline
 test: install system-deps
 	$(MAKE) --no-print-directory -j2 unit pipeline
 	$(BIN)/python -m pytest --nbmake notebooks
+
+# Optional: natten 0.17.5's neighborhood-attention kernels for TinyLIC (lic.layers.neighborhood_attention,
+# docs/tinylic.md). Not part of `install`: it compiles for minutes (about 8 on 2 cores, CPU kernels only;
+# far longer with CUDA kernels). natten 0.17.5 predates torch 2.14, whose headers need C++20, so its sdist is
+# unpacked and built with CXX_STD 20. CUDA kernels: `make natten NATTEN_CUDA_ARCH=9.0` (your GPU's compute
+# capability) on a machine with nvcc. Check it with `python -m lic.bench_natten` (on a GPU: --device cuda).
+NATTEN_VERSION ?= 0.17.5
+NATTEN_BUILD   ?= build/natten
+natten: install
+	rm -rf $(NATTEN_BUILD) && mkdir -p $(NATTEN_BUILD)
+	$(BIN)/python -m pip download --quiet --no-deps --no-binary :all: --no-build-isolation \
+	    -d $(NATTEN_BUILD) natten==$(NATTEN_VERSION)
+	tar xzf $(NATTEN_BUILD)/natten-$(NATTEN_VERSION).tar.gz -C $(NATTEN_BUILD)
+	sed -i 's/set(CXX_STD "17"/set(CXX_STD "20"/; s/-std=c++17/-std=c++20/' \
+	    $(NATTEN_BUILD)/natten-$(NATTEN_VERSION)/csrc/CMakeLists.txt
+	grep -q 'set(CXX_STD "20"' $(NATTEN_BUILD)/natten-$(NATTEN_VERSION)/csrc/CMakeLists.txt
+	NATTEN_N_WORKERS=$${NATTEN_N_WORKERS:-$$(nproc)} $(BIN)/python -m pip install --no-deps --no-build-isolation \
+	    $(NATTEN_BUILD)/natten-$(NATTEN_VERSION)
+	$(BIN)/python -c "from lic.layers.neighborhood_attention import natten_status; print(natten_status())"

@@ -78,3 +78,23 @@ def test_cgoo_table_3_and_ablations():
     ab = cgoo.ablation_table(curves)
     assert ab.loc[cgoo.CGOO, "bd_rate_vs_tcm_pct"] == pytest.approx(-2.857, abs=0.01)
     assert math.isnan(ab.loc["kuang2025-cgoo-noddt", "bd_rate_vs_tcm_pct"])
+
+
+def test_tinylic_natten_table_summarises_each_check_record():
+    rec = {"kind": "natten-check", "run_device": "cpu", "device": {"cpu": "Some CPU"},
+           "versions": {"natten": "0.17.5", "torch": "2.14.1"}, "worst_float64_diff": 2e-14,
+           "ops": [{"max_abs_diff_float32": 2e-6}, {"max_abs_diff_float32": 6e-6}],
+           "model": {"max_abs_diff_x_hat": 4e-6, "identical_streams": True,
+                     "decodes_to_encoder_image": {
+                         "natten->natten": {"identical": True, "max_abs_diff": 0, "values_differing": 0},
+                         "natten->torch": {"identical": False, "max_abs_diff": 1, "values_differing": 3},
+                         "torch->natten": {"identical": False, "max_abs_diff": 1, "values_differing": 5},
+                         "torch->torch": {"identical": True, "max_abs_diff": 0, "values_differing": 0}}},
+           "time": [{"natten_over_torch": 12.4}, {"natten_over_torch": 30.2}], "file": "x.json"}
+    t = tinylic.natten_table([rec, {**rec, "run_device": "cuda", "device": {"cuda_device": "GPU X"}}])
+    assert list(t["device"]) == ["Some CPU", "GPU X"]
+    row = t.iloc[0]
+    assert row["op diff float32 (max)"] == 6e-6
+    assert row["cross-path decode: max 8-bit diff"] == 1 and row["cross-path decode: values differing"] == 5
+    assert row["natten / torch time"] == "12–30x"
+    assert tinylic.natten_table([]).empty

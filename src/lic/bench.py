@@ -577,6 +577,15 @@ def load_coding(*roots: str | Path) -> list[dict]:
     return [d for d in load_all(*(roots or (MEASURED_CODING,))) if d.get("paths") is not None]
 
 
+#: ``python -m lic.bench_natten`` records: natten's kernels against TinyLIC's PyTorch neighborhood attention
+MEASURED_NATTEN = MEASURED / "natten"
+
+
+def load_natten(*roots: str | Path) -> list[dict]:
+    """Every natten check record (``lic.bench_natten``) under ``data/bench/natten``."""
+    return [d for d in load_all(*(roots or (MEASURED_NATTEN,))) if d.get("kind") == "natten-check"]
+
+
 def load_all(*roots: str | Path) -> list[dict]:
     """Every bench file of the pipeline (``results/bench``) and of other machines (``data/bench``)."""
     docs = []

@@ -25,9 +25,16 @@ Optional CUDA path: if the PyPI ``natten`` package is importable with an unfused
 takes a relative-position bias — ``na2d_qk(q, k, kernel_size, dilation, rpb=...)``/``na2d_av``
 (0.17.x) or ``natten2dqkrpb``/``natten2dav`` (0.14–0.16) — the tensors are on CUDA and H, W ≥ k,
 its kernels are used (natten ≥ 0.20 dropped both the unfused ops and rpb: PyTorch path). A failure
-inside natten falls back to the PyTorch path with a one-time warning. **Unverified:** no GPU with
-natten was available to this project; ``tests/test_neighborhood_attention.py`` compares the two
-paths when one is.
+inside natten falls back to the PyTorch path with a one-time warning; why natten is not used is
+:func:`natten_status`.
+
+natten 0.17.5, the last release with these ops, predates the pinned torch 2.14.1: its sdist builds
+only with its C++ standard raised to 20 (torch's headers require it), and it imports
+``torch.cuda._device_t``, which torch 2.14 no longer has. :func:`_import_natten` supplies that one
+name (``torch.types.Device``, the same union) when it is missing; nothing else of torch is touched.
+Checked on the CPU (``python -m lic.bench_natten``, docs/tinylic.md): natten 0.17.5's CPU kernels
+give this module's outputs and gradients to float64 rounding, through these same calls. Its CUDA
+kernels have not been run here (no GPU was available to this project).
 """
 
 from __future__ import annotations
@@ -37,12 +44,34 @@ import warnings
 import torch
 import torch.nn as nn
 
-__all__ = ["NeighborhoodAttention", "neighborhood_attention", "window_starts", "bias_indices"]
+__all__ = ["NeighborhoodAttention", "neighborhood_attention", "natten_status", "window_starts", "bias_indices"]
+
+#: device types on which :func:`neighborhood_attention` hands the work to natten. natten's CPU kernels are
+#: a slow reference (12–39x slower than the PyTorch path on one CPU thread, docs/tinylic.md);
+#: ``lic.bench_natten`` adds "cpu" to compare the two paths.
+NATTEN_DEVICE_TYPES = {"cuda"}
+
+
+def _import_natten():
+    """(natten.functional or None, why not): natten 0.17.5 on torch ≥ 2.14 needs ``torch.cuda._device_t``."""
+    if not hasattr(torch.cuda, "_device_t"):  # removed from torch; natten 0.17 imports it by name
+        torch.cuda._device_t = torch.types.Device
+    try:
+        import natten.functional as f  # type: ignore
+    except ImportError as e:
+        return None, f"natten is not importable ({e})"
+    except Exception as e:  # e.g. natten's import-time CUDA queries on a machine without a driver
+        why = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}"
+        if not torch.cuda.is_available():
+            return None, f"natten is installed but imports only where a CUDA device is visible ({why})"
+        return None, f"natten failed to import ({why})"
+    return f, None
+
 
 try:  # optional CUDA kernels; never required
-    import natten.functional as _natten_f  # type: ignore
-except Exception:  # pragma: no cover - natten absent
-    _natten_f = None
+    _natten_f, _NATTEN_IMPORT_ERROR = _import_natten()
+except Exception as e:  # pragma: no cover - defensive: never let natten break this module
+    _natten_f, _NATTEN_IMPORT_ERROR = None, f"natten failed to import ({type(e).__name__}: {e})"
 
 #: upper bound on elements of one gathered K (or V) window tensor per chunk (≈ 128 MB in fp32)
 _CHUNK_ELEMS = 1 << 25
@@ -79,12 +108,23 @@ def _natten_ops():
 _WARNED = False
 
 
+def natten_status() -> str:
+    """One line: which natten ops :func:`neighborhood_attention` would use, or why none."""
+    if _natten_f is None:
+        return _NATTEN_IMPORT_ERROR or "natten is not installed"
+    import natten  # type: ignore
+    version = getattr(natten, "__version__", "?")
+    if _natten_ops() is None:
+        return f"natten {version} has no unfused 2-D ops with rpb (dropped in 0.20): PyTorch path"
+    return f"natten {version}: its kernels are used on {', '.join(sorted(NATTEN_DEVICE_TYPES))} when H, W >= k"
+
+
 def _natten_available(q: torch.Tensor, kernel_size: int) -> bool:
-    return (q.is_cuda and q.shape[2] >= kernel_size and q.shape[3] >= kernel_size
+    return (q.device.type in NATTEN_DEVICE_TYPES and q.shape[2] >= kernel_size and q.shape[3] >= kernel_size
             and _natten_ops() is not None)
 
 
-def _na_natten(q, k, v, kernel_size, rpb):  # pragma: no cover - needs CUDA + natten
+def _na_natten(q, k, v, kernel_size, rpb):  # pragma: no cover - needs natten
     qk, av = _natten_ops()
     if rpb is None:
         rpb = q.new_zeros(q.shape[1], 2 * kernel_size - 1, 2 * kernel_size - 1)

@@ -101,3 +101,34 @@ def yuv_table(curves: dict) -> pd.DataFrame:
         rows.append({"model": key, "metric": metric, "bd_rate_vs_v3_pct": rate,
                      "bpp": res.get("bpp"), metric: res.get(metric), "note": why})
     return pd.DataFrame(rows).set_index("model")
+
+
+def natten_table(records: list[dict]) -> pd.DataFrame:
+    """One row per ``lic.bench_natten`` record: natten's kernels against the PyTorch neighborhood attention.
+
+    Op differences are the largest over the record's cases (outputs with and without the bias; float64
+    also the gradients of q, k, v and the bias). ``natten / torch time``: the range of the time ratio
+    over the TinyLIC-sized inputs. The cross-decoding columns: a TinyLIC v3 stream written with one
+    path and decoded with the other, against the encoder's own 8-bit image."""
+    rows = []
+    for r in records:
+        dev = r.get("device") or {}
+        run_dev = r.get("run_device", "cpu")
+        ops, model, times = r.get("ops") or [], r.get("model") or {}, r.get("time") or []
+        cross = model.get("decodes_to_encoder_image") or {}
+        across = [cross[k] for k in ("natten->torch", "torch->natten") if k in cross]
+        ratios = [t["natten_over_torch"] for t in times]
+        rows.append({
+            "device": dev.get("cuda_device") if run_dev == "cuda" else dev.get("cpu"),
+            "natten": (r.get("versions") or {}).get("natten"),
+            "torch": (r.get("versions") or {}).get("torch"),
+            "op diff float64 (max, incl. grads)": r.get("worst_float64_diff"),
+            "op diff float32 (max)": max((o["max_abs_diff_float32"] for o in ops), default=math.nan),
+            "TinyLIC x̂ diff": model.get("max_abs_diff_x_hat", math.nan),
+            "identical streams": model.get("identical_streams"),
+            "cross-path decode: max 8-bit diff": max((c["max_abs_diff"] for c in across), default=math.nan),
+            "cross-path decode: values differing": max((c["values_differing"] for c in across), default=math.nan),
+            "natten / torch time": (f"{min(ratios):.0f}–{max(ratios):.0f}x" if ratios else None),
+            "file": r.get("file"),
+        })
+    return pd.DataFrame(rows)
