@@ -147,9 +147,19 @@ def test_natten_status_names_why_not():
     status = na.natten_status()
     assert isinstance(status, str) and status
     if na._natten_f is None:
-        assert "natten" in status and "import" in status or "installed" in status
-    # natten 0.17.5 imports this name, which torch 2.14 dropped: the layer provides it
-    assert hasattr(torch.cuda, "_device_t")
+        assert "natten" in status and ("import" in status or "installed" in status)
+    else:  # natten 0.17.5 imports this name, which torch 2.14 dropped: the layer provides it
+        assert hasattr(torch.cuda, "_device_t")
+
+
+def test_natten_absent_leaves_torch_alone(monkeypatch):
+    import importlib.util
+
+    import lic.layers.neighborhood_attention as na
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    monkeypatch.delattr(torch.cuda, "_device_t", raising=False)
+    assert na._import_natten() == (None, "natten is not installed")
+    assert not hasattr(torch.cuda, "_device_t")
 
 
 def test_natten_is_used_only_on_listed_device_types(monkeypatch):

@@ -59,6 +59,27 @@ def test_unsorted_table_falls_back():
     assert torch.equal(scale_indexes(cond, x), cond.build_indexes(x))
 
 
+def test_ascending_check_follows_every_change_of_the_table(monkeypatch):
+    """The ascending check is cached per table state: an in-place write or a new buffer is re-checked,
+    and an unchanged table is not compared again."""
+    import compressai.entropy_models as em
+
+    cond = GaussianConditional([0.2, 0.5, 1.0, 4.0])
+    x = _probe(cond.scale_table)
+    calls = []
+    real = em.GaussianConditional.build_indexes
+    monkeypatch.setattr(em.GaussianConditional, "build_indexes", lambda self, s: calls.append(1) or real(self, s))
+    expected = real(cond, x)
+    assert torch.equal(scale_indexes(cond, x), expected) and not calls  # ascending: the one-pass path
+    assert torch.equal(scale_indexes(cond, x), expected) and not calls
+    cond.scale_table[0] = 0.9  # in place: no longer ascending -> fallback
+    assert torch.equal(scale_indexes(cond, x), real(cond, x)) and len(calls) == 1
+    cond.scale_table = torch.tensor([0.2, 0.5, 1.0, 4.0])  # a new buffer: ascending again
+    assert torch.equal(scale_indexes(cond, x), expected) and len(calls) == 1
+    cond.scale_table = torch.tensor([0.5, 0.2, 1.0, 4.0])  # another new buffer, not ascending
+    assert torch.equal(scale_indexes(cond, x), real(cond, x)) and len(calls) == 2
+
+
 def test_missing_table_is_an_error():
     with pytest.raises(RuntimeError, match="no scale table"):
         scale_indexes(GaussianConditional(None), torch.ones(3))

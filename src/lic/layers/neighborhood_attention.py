@@ -54,6 +54,10 @@ NATTEN_DEVICE_TYPES = {"cuda"}
 
 def _import_natten():
     """(natten.functional or None, why not): natten 0.17.5 on torch ≥ 2.14 needs ``torch.cuda._device_t``."""
+    import importlib.util
+
+    if importlib.util.find_spec("natten") is None:
+        return None, "natten is not installed"
     if not hasattr(torch.cuda, "_device_t"):  # removed from torch; natten 0.17 imports it by name
         torch.cuda._device_t = torch.types.Device
     try:
