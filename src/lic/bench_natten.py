@@ -11,10 +11,11 @@ compute the same thing through the exact calls the layer makes (``_na_natten`` a
   in float64 the largest difference of the gradients with respect to q, k, v and the bias;
 * **model**: ``lu2022-tinylic-v3`` at its registered size (random init, ``update(force=True)``) on a
   photo, once with each path: the largest difference of x̂ and of the likelihoods, whether the two
-  ``compress`` streams are identical, and whether a stream written by one path decodes through the other
-  to the encoder's 8-bit image (``lic.bench.cross_device``'s rule: if an index of the entropy coder
-  moves, or the synthesis rounds a pixel the other way, it does not; the record says which pairs);
-* **time**: the median of both paths at TinyLIC-sized attention inputs.
+  ``compress`` streams are identical, and whether each path's stream decodes through either path to the
+  encoder's 8-bit image, the eval forward's x̂ (``lic.bench.cross_device``'s rule: if an index of the
+  entropy coder moves, or the synthesis rounds a pixel the other way, it does not; the record says which
+  pairs; the same-path pairs are the control);
+* **time**: the median of both paths at TinyLIC-sized attention inputs (``lic.bench_coding``'s timer).
 
 natten needs a CUDA driver to import (0.17.5 queries the GPU at import time). On a machine without one,
 ``--device cpu`` makes that query answer "no GPU" for this run only, so that natten's CPU kernels can be
@@ -26,14 +27,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
-import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
 
+from lic.bench_coding import _median_ms, _write
 from lic.runinfo import device_info, package_versions
 
 #: (B, heads, H, W, head_dim, kernel): edge cases of the window rules and TinyLIC-like widths
@@ -122,8 +122,7 @@ def _model_case(na, device: str, size: int, seed: int) -> dict:
         rec["identical_streams"] = streams["natten"]["strings"] == streams["torch"]["strings"]
         cross = {}
         for enc in ("natten", "torch"):
-            set_path(enc == "natten")
-            ref = to_uint8(model.decompress(streams[enc]["strings"], streams[enc]["shape"])["x_hat"])
+            ref = to_uint8(fwd[enc]["x_hat"])  # the encoder's image: the eval forward equals its own decoder
             for dec in ("natten", "torch"):
                 set_path(dec == "natten")
                 got = to_uint8(model.decompress(streams[enc]["strings"], streams[enc]["shape"])["x_hat"])
@@ -134,26 +133,15 @@ def _model_case(na, device: str, size: int, seed: int) -> dict:
     return rec
 
 
-def _median_ms(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
-
-
 def _time_case(na, case, device: str, repeats: int) -> dict:
     B, h, H, W, d, ks = case
     g = torch.Generator().manual_seed(0)
     q, k, v = (_randn((B, h, H, W, d), torch.float32, device, g) for _ in range(3))
     rpb = _randn((h, 2 * ks - 1, 2 * ks - 1), torch.float32, device, g)
+    sync = torch.cuda.synchronize if q.is_cuda else (lambda: None)
     with torch.no_grad():
-        t_n = _median_ms(lambda: na._na_natten(q, k, v, ks, rpb), repeats)
-        t_t = _median_ms(lambda: na._na_torch(q, k, v, ks, rpb), repeats)
+        t_n = _median_ms(lambda: (na._na_natten(q, k, v, ks, rpb), sync()), 1, repeats)
+        t_t = _median_ms(lambda: (na._na_torch(q, k, v, ks, rpb), sync()), 1, repeats)
     return {"shape": [B, h, H, W, d], "kernel": ks, "natten_ms": t_n, "torch_ms": t_t, "natten_over_torch": t_n / t_t}
 
 
@@ -201,10 +189,7 @@ def main(argv=None) -> dict:
     except NattenUnavailable as e:
         raise SystemExit(f"lic.bench_natten: {e}")
     out = args.out or Path(f"results/bench/natten_{args.device}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(rec, indent=2) + "\n")
-    tmp.replace(out)
+    _write(rec, out)
     print(f"natten {rec['versions']['natten']} on {args.device}: "
           f"worst float64 difference {rec['worst_float64_diff']:.2e}")
     m = rec["model"]

@@ -47,7 +47,7 @@ import torch.nn as nn
 __all__ = ["NeighborhoodAttention", "neighborhood_attention", "natten_status", "window_starts", "bias_indices"]
 
 #: device types on which :func:`neighborhood_attention` hands the work to natten. natten's CPU kernels are
-#: a slow reference (12–39x slower than the PyTorch path on one CPU thread, docs/tinylic.md);
+#: a slow reference (15–34x slower than the PyTorch path on one CPU thread, docs/tinylic.md);
 #: ``lic.bench_natten`` adds "cpu" to compare the two paths.
 NATTEN_DEVICE_TYPES = {"cuda"}
 
