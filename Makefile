@@ -10,6 +10,9 @@ BIN    := $(abspath $(VENV))/bin
 STAMP  := $(VENV)/.installed-stamp
 export PATH := $(BIN):$(PATH)
 export PYTHONHASHSEED := 0
+# a Python process killed by a signal (e.g. a native crash: SIGSEGV, SIGABRT) prints every thread's
+# traceback first, so a crash in a stage or a test says where it happened
+export PYTHONFAULTHANDLER := 1
 
 .PHONY: install repro test unit pipeline notebooks clean-outputs system-deps natten
 

@@ -283,3 +283,45 @@ def test_run_writes_one_record_per_model_with_the_given_images(in_tiny_project, 
     assert rec["training"]["steps_per_s"] > 0
     assert [o["option"] for o in rec["training_options"]] == params["bench"]["train_options"]
     assert rec["cross_device"]["devices"] == ["cpu"] and rec["cross_device"]["all_identical"]
+
+
+def _abort(*args):
+    os.abort()  # what torch 2.14.1's CPU backward did to TCM on some machines (heap corruption: signal 6)
+
+
+def test_run_records_a_measurement_whose_process_died_and_goes_on(in_tiny_project, tmp_path, monkeypatch):
+    """A crash inside one model's measurement (no ``except`` can catch it) becomes that model's error
+    record; the other measurements and models still run and the JSON is written."""
+    from PIL import Image
+
+    root, params = in_tiny_project
+    png = tmp_path / "photo.png"
+    Image.fromarray((np.random.default_rng(0).random((32, 48, 3)) * 255).astype(np.uint8)).save(png)
+    params = {**params, "bench": {**params["bench"], "train_steps": 1, "train_warmup": 0, "repeats": 1,
+                                  "warmup": 0, "train_patch": 64, "train_batch": 1, "cross_device_images": 0}}
+    real_coding = bench._coding_worker
+    monkeypatch.setattr(bench, "_coding_worker", _abort)
+    path = bench.run(params, device="cpu", models=["minnen2018-mean"], out=tmp_path / "a.json", progress=False,
+                     image_files=[png])
+    (rec,) = json.loads(path.read_text())["models"]
+    assert rec["coding"] == {"error": "the measuring process died (signal 6)"}
+    assert rec["weights"] == bench._weights_of("minnen2018-mean", params["bench"]["quality"])[0]
+    assert "cross_device" not in rec
+    assert rec["training"]["steps_per_s"] > 0                           # measured in its own process
+    assert all("speedup" in o for o in rec["training_options"])
+
+    monkeypatch.setattr(bench, "_coding_worker", real_coding)
+    monkeypatch.setattr(bench, "_option_worker", _abort)
+    path = bench.run(params, device="cpu", models=["minnen2018-mean"], out=tmp_path / "b.json", progress=False,
+                     image_files=[png])
+    (rec,) = json.loads(path.read_text())["models"]
+    assert rec["coding"]["images"] == 1
+    assert rec["training"] == {"error": "the measuring process died (signal 6)"}
+    assert [o["error"] for o in rec["training_options"]] == ["the measuring process died (signal 6)"] * len(
+        params["bench"]["train_options"])
+
+    from lic.reports.hpcm import table_a, table_c, training_options_table
+
+    doc = {"device_name": "X", "profile": "default", "models": [rec]}
+    assert table_a([doc])["X [default]"].isna().all()
+    assert not table_c([doc], []).empty and not training_options_table([doc]).empty

@@ -98,3 +98,46 @@ def test_warm_command_runs_a_command_under_a_server_and_returns_its_status(in_ti
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 3, r.stderr
     assert "[recipes]" in r.stdout and (out / "train").is_dir()
+
+
+def test_a_child_killed_by_a_signal_is_reported_to_its_client(tmp_path, monkeypatch, capsys):
+    """A native crash (glibc's heap check aborts: SIGABRT) cannot write its status: the server, which
+    reaps the child, sends the signal instead, and the client exits 128 + signal with a message."""
+    import signal
+    import socket
+    import threading
+
+    ours, theirs = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:  # the "worker": dies the way the crashed bench stage did
+        import faulthandler
+
+        faulthandler.disable()  # pytest's traceback dump would only be noise here
+        os.abort()
+    children = {pid: theirs}
+    deadline = time.monotonic() + 30
+    while children and time.monotonic() < deadline:
+        warm._reap(children)
+        time.sleep(0.01)
+    assert not children  # reaped, and its connection closed
+    assert ours.makefile("rb").read() == f"K{int(signal.SIGABRT)}\n".encode()
+
+    # the client's side, against a stand-in server that answers what the real one would
+    path = tmp_path / "s"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(1)
+
+    def answer():
+        conn, _ = listener.accept()
+        with conn:
+            socket.recv_fds(conn, 1 << 20, 3)
+            conn.sendall(b"P4242\nK6\n")
+
+    t = threading.Thread(target=answer)
+    t.start()
+    monkeypatch.setenv(warm.ENV, str(path))
+    assert warm.run_remote(["recipes"]) == 128 + 6
+    t.join(timeout=30)
+    listener.close()
+    assert "the warm worker (pid 4242) was killed by signal 6 (SIGABRT)" in capsys.readouterr().err

@@ -269,8 +269,8 @@ def training_options(key: str, params: dict, dev: torch.device, baseline: dict, 
     """Training speed of ``key`` with each entry of ``bench.train_options`` (a fresh model each, same
     protocol as the baseline), and its speed-up over ``baseline``.
 
-    The options run in a spawned worker process (``runner``, shared by the models of one benchmark; a
-    new one per call when None): a failing option is recorded with its error instead of stopping the
+    The options run in a spawned worker process (``runner``: :func:`run` passes the one that measured
+    the model's plain run; a new one per call when None): a failing option is recorded with its error instead of stopping the
     benchmark, including one that crashes the process (e.g. channels-last in TCM's backward on an AMD
     EPYC CPU, torch 2.14.1: a segmentation fault), which no ``except`` could catch."""
     b = params["bench"]
@@ -286,7 +286,8 @@ def training_options(key: str, params: dict, dev: torch.device, baseline: dict, 
         if "error" in out:
             rows.append({"option": spec, "error": out["error"]})
         else:
-            rows.append({"option": spec, **out, "speedup": out["steps_per_s"] / baseline["steps_per_s"]})
+            base = baseline.get("steps_per_s")  # None when the plain run itself failed
+            rows.append({"option": spec, **out, "speedup": out["steps_per_s"] / base if base else None})
     return rows
 
 
@@ -484,6 +485,56 @@ def _device_slug(info: dict) -> str:
     return re.sub(r"[^a-z0-9]+", "-", str(name).lower()).strip("-")[:60] or "device"
 
 
+def _weights_of(key: str, quality: int) -> tuple[str, Path | None]:
+    """(what the record calls the weights, the checkpoint): the trained checkpoint of ``quality`` when
+    the pipeline made one, else ``"random-init"`` and None."""
+    from lic import placeholder
+    from lic.evaluate import checkpoint_for
+
+    ckpt = checkpoint_for(key, quality)
+    if ckpt.exists() and not placeholder.is_placeholder(ckpt):
+        return str(ckpt.relative_to(paths.ROOT)), ckpt
+    return "random-init", None
+
+
+def _coding_worker(key: str, params: dict, device: str, files: list[str], cross_devices: list[str] | None,
+                   progress: bool, threads: int) -> dict:
+    """One model's coding time, cross-device decoding and (CGOO) online-optimisation cost: the part of
+    :func:`run` done in a worker process, returned as the record's fields."""
+    from lic.codec import load_checkpoint, read_image
+    from lic.models import registry
+
+    torch.set_num_threads(threads)
+    b = params["bench"]
+    dev = torch.device(device)
+    images = [read_image(f) for f in files]
+    source, ckpt = _weights_of(key, b["quality"])
+    if ckpt is None:
+        model = registry.build(key, **params["models"][key]["kwargs"])
+        model.update(force=True)
+    else:
+        model = load_checkpoint(ckpt).model
+    model = model.to(dev).eval()
+    if progress:
+        print(f"[bench] {key} on {dev}: coding time ({source})", flush=True)
+    coding = coding_time(model, images, warmup=b["warmup"], repeats=b["repeats"])
+    if progress:
+        print(f"[bench] {key}: enc {coding['enc_total_ms']:.1f} ms (AC {coding['enc_ac_ms']:.1f}), "
+              f"dec {coding['dec_total_ms']:.1f} ms (AC {coding['dec_ac_ms']:.1f})", flush=True)
+    out = {"weights": source, "coding": coding}
+    if b["cross_device_images"] > 0:
+        devs = bench_devices(cross_devices)
+        if progress:
+            print(f"[bench] {key}: cross-device decoding ({' / '.join(devs)})", flush=True)
+        out["cross_device"] = cross_device(_loaded_on(key, model, ckpt, devs), images[: b["cross_device_images"]])
+    if hasattr(model, "online_iters") and ckpt is not None:
+        if progress:
+            print(f"[bench] {key}: online optimisation cost per iteration count", flush=True)
+        lmbda = params["models"][key]["lambdas"][b["quality"] - 1]
+        out["online"] = online_cost(load_checkpoint(ckpt), images, b["online_iters"], lmbda)
+    return out
+
+
 def run(params: dict, *, device: str | None = None, models: list[str] | None = None,
         out: str | Path | None = None, progress: bool = True, cross_devices: list[str] | None = None,
         image_files: list[str | Path] | None = None) -> Path:
@@ -494,57 +545,40 @@ def run(params: dict, *, device: str | None = None, models: list[str] | None = N
     exists, else the CPU alone), run on ``bench.cross_device_images`` images (0: skipped).
     ``image_files``: code these photo files instead of the first ``bench.images`` of the profile's first
     evaluation dataset (e.g. Kodak PNGs on a machine where the dataset stage cannot download)."""
-    from lic import placeholder
-    from lic.codec import load_checkpoint, read_image
+    from lic.codec import read_image
     from lic.data.prepare import load_manifest
-    from lic.evaluate import checkpoint_for
-    from lic.models import registry
 
     b = params["bench"]
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     files = [Path(f) for f in image_files] if image_files else load_manifest(params["data"]["eval"][0])[: b["images"]]
-    images = [read_image(f) for f in files]
+    images = [read_image(f) for f in files]  # read here first: an unreadable file fails before any worker starts
     records = []
-    with IsolatedRunner() as runner:  # one worker process for every model's training options
-        for key in models or b["models"]:
-            source = "random-init"
-            ckpt = checkpoint_for(key, b["quality"])
-            if ckpt.exists() and not placeholder.is_placeholder(ckpt):
-                source = str(ckpt.relative_to(paths.ROOT))
-            if source == "random-init":
-                model = registry.build(key, **params["models"][key]["kwargs"])
-                model.update(force=True)
-            else:
-                model = load_checkpoint(ckpt).model
-            model = model.to(dev).eval()
-            if progress:
-                print(f"[bench] {key} on {dev}: coding time ({source})", flush=True)
-            coding = coding_time(model, images, warmup=b["warmup"], repeats=b["repeats"])
-            if progress:
-                print(f"[bench] {key}: enc {coding['enc_total_ms']:.1f} ms (AC {coding['enc_ac_ms']:.1f}), "
-                      f"dec {coding['dec_total_ms']:.1f} ms (AC {coding['dec_ac_ms']:.1f}); training speed", flush=True)
-            trained = registry.build(key, **params["models"][key]["kwargs"]).to(dev)
-            speed = training_speed(trained, batch=b["train_batch"], patch=b["train_patch"], steps=b["train_steps"],
-                                   warmup=b["train_warmup"], bf16=b["bf16"])
-            record = {"model": key, "weights": source, "kwargs": params["models"][key]["kwargs"],
-                      "coding": coding, "training": speed,
-                      "training_options": training_options(key, params, dev, speed, progress, runner)}
-            if b["cross_device_images"] > 0:
-                devs = bench_devices(cross_devices)
-                if progress:
-                    print(f"[bench] {key}: cross-device decoding ({' / '.join(devs)})", flush=True)
-                record["cross_device"] = cross_device(
-                    _loaded_on(key, model, None if source == "random-init" else ckpt, devs),
-                    images[: b["cross_device_images"]])
-            if hasattr(model, "online_iters") and source != "random-init":
-                if progress:
-                    print(f"[bench] {key}: online optimisation cost per iteration count", flush=True)
-                lmbda = params["models"][key]["lambdas"][b["quality"] - 1]
-                record["online"] = online_cost(load_checkpoint(ckpt), images, b["online_iters"], lmbda)
-            records.append(record)
-            del model, trained
-            if dev.type == "cuda":
-                torch.cuda.empty_cache()
+    threads = torch.get_num_threads()
+    for key in models or b["models"]:
+        # each model in worker processes of its own (spawned): a crash inside torch's kernels (seen with
+        # torch 2.14.1 on CPUs: aborts and segmentation faults in a backward) becomes this model's error
+        # record instead of ending the benchmark, and peak memory is this model's own
+        part = run_isolated(_coding_worker, (key, params, str(dev), [str(f) for f in files], cross_devices,
+                                             progress, threads))
+        if "error" in part:
+            print(f"[bench] {key}: coding measurement failed: {part['error']}", file=sys.stderr, flush=True)
+            part = {"weights": _weights_of(key, b["quality"])[0], "coding": {"error": part["error"]}}
+        if progress:
+            print(f"[bench] {key}: training speed", flush=True)
+        kwargs = dict(batch=b["train_batch"], patch=b["train_patch"], steps=b["train_steps"],
+                      warmup=b["train_warmup"], bf16=b["bf16"])
+        with IsolatedRunner() as runner:  # the plain run, then each option (a new worker after a crash)
+            speed = runner.run(_option_worker, (key, params["models"][key]["kwargs"], str(dev), threads, kwargs))
+            if "error" in speed:
+                print(f"[bench] {key}: training-speed measurement failed: {speed['error']}", file=sys.stderr,
+                      flush=True)
+            options = training_options(key, params, dev, speed, progress, runner)
+        record = {"model": key, "weights": part["weights"], "kwargs": params["models"][key]["kwargs"],
+                  "coding": part["coding"], "training": speed, "training_options": options}
+        for k in ("cross_device", "online"):
+            if k in part:
+                record[k] = part[k]
+        records.append(record)
     info = device_info()
     doc = {"device": info, "device_name": info.get("cuda_device") if dev.type == "cuda" else info.get("cpu"), "torch_device": str(dev),
            "versions": package_versions(), "cuda": torch.version.cuda, "date": _dt.datetime.now(_dt.timezone.utc).isoformat(),
@@ -552,7 +586,10 @@ def run(params: dict, *, device: str | None = None, models: list[str] | None = N
            "dataset": "files: " + ", ".join(f.name for f in files) if image_files else params["data"]["eval"][0],
            "image_sizes": [list(i.shape[:2]) for i in images],
            "protocol": {k: b[k] for k in sorted(b) if k != "models"},
-           "notes": "peak_rss_mb is the process high-water mark (grows over the models of one run)",
+           "notes": "each model is measured in worker processes of its own: coding (with cross-device decoding and "
+                    "online optimisation) in one, training speed and its options in another; peak_rss_mb is that "
+                    "process's high-water mark (the training worker's grows over the plain run and its options); "
+                    "a measurement whose process died is recorded as an error",
            "models": records}
     slug = _device_slug(info) if dev.type == "cuda" else "cpu-" + _device_slug({"cpu": info.get("cpu")})
     path = Path(out) if out else paths.RESULTS / "bench" / f"{params['profile']}-{slug}.json"

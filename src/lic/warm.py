@@ -24,7 +24,10 @@ Signals the client receives (SIGINT, SIGTERM, SIGHUP: DVC interrupted) are forwa
 Protocol (one connection per command, AF_UNIX stream): the client sends a 4-byte big-endian length
 and a JSON request {argv, cwd, env, executable} with its fds 0-2 attached (SCM_RIGHTS); the server
 answers ``R<reason>\\n`` (refused: run it yourself) or ``P<pid>\\n`` then, when the child ends,
-``S<status>\\n``. A connection closed without ``S`` means the child died (status 1).
+``S<status>\\n``. The server keeps its end of the connection until it has reaped the child: a child
+killed by a signal (a native crash, e.g. SIGABRT from glibc's heap checks) ends without writing ``S``, and
+the server then sends ``K<signal>\\n`` (the client reports it and exits 128 + signal, as a shell would). A
+connection closed without either means the server went away (status 1).
 """
 
 from __future__ import annotations
@@ -83,6 +86,14 @@ def run_remote(argv: list[str]) -> int | None:
                 signal.signal(s, handler)
         if status.startswith(b"S"):
             return int(status[1:])
+        if status.startswith(b"K"):
+            signum = int(status[1:])
+            try:
+                name = signal.Signals(signum).name
+            except ValueError:
+                name = "unknown"
+            print(f"lic: the warm worker (pid {pid}) was killed by signal {signum} ({name})", file=sys.stderr)
+            return 128 + signum
         print(f"lic: the warm worker (pid {pid}) ended without an exit status", file=sys.stderr)
         return 1
 
@@ -177,12 +188,13 @@ def serve(path: str, ready_fd: int | None = None) -> None:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     server.settimeout(0.5)
+    children: dict[int, socket.socket] = {}  # pid -> the connection of the client waiting for it
     if ready_fd is not None:
         os.write(ready_fd, b"ready\n")
         os.close(ready_fd)
     try:
         while not stop:
-            _reap()
+            _reap(children)
             try:
                 conn, _ = server.accept()
             except (TimeoutError, socket.timeout, InterruptedError):
@@ -191,27 +203,43 @@ def serve(path: str, ready_fd: int | None = None) -> None:
                 if stop:
                     break
                 raise
+            pid = None
             try:
-                _handle(conn, server, snapshot)
+                pid = _handle(conn, server, snapshot, list(children.values()))
             except Exception as e:  # a bad request must not take the server down
                 print(f"[warm] request failed: {type(e).__name__}: {e}", file=sys.stderr)
             finally:
-                conn.close()
+                if pid is None:
+                    conn.close()
+                else:
+                    children[pid] = conn
     finally:
         server.close()
         if os.path.exists(path):
             os.unlink(path)
-        _reap()
+        _reap(children)
+        for conn in children.values():
+            conn.close()
 
 
-def _reap() -> None:
+def _reap(children: dict[int, socket.socket]) -> None:
+    """Collect every ended child; tell the client of one killed by a signal which signal it was."""
     while True:
         try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
+            pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             return
         if pid == 0:
             return
+        conn = children.pop(pid, None)
+        if conn is None:
+            continue
+        with conn:
+            if os.WIFSIGNALED(status):  # it could not write S: say why it ended
+                try:
+                    conn.sendall(f"K{os.WTERMSIG(status)}\n".encode())
+                except OSError:
+                    pass
 
 
 def _recv_request(conn: socket.socket) -> tuple[dict, list[int]]:
@@ -229,19 +257,25 @@ def _recv_request(conn: socket.socket) -> tuple[dict, list[int]]:
     return json.loads(data), fds
 
 
-def _handle(conn: socket.socket, server: socket.socket, snapshot: dict[str, float]) -> None:
+def _handle(conn: socket.socket, server: socket.socket, snapshot: dict[str, float],
+            others: list[socket.socket] = ()) -> int | None:
+    """Serve one request: the pid of the forked child, or None when refused. ``others``: the server's
+    connections to the clients of running children, closed in the new child (only the server holds them)."""
     request, fds = _recv_request(conn)
     try:
         if len(fds) != 3:
             conn.sendall(b"Rno standard streams\n")
-            return
+            return None
         if reason := refusal(request, snapshot):
             conn.sendall(f"R{reason}\n".encode())
-            return
+            return None
         pid = os.fork()
         if pid == 0:  # the child: never returns
             server.close()
+            for other in others:
+                other.close()
             _child(conn, request, fds)
+        return pid
     finally:
         for fd in fds:
             os.close(fd)

@@ -96,7 +96,7 @@ def table_a(docs: list[dict]) -> pd.DataFrame:
     table = pd.DataFrame({"paper (RTX 3090, batch 8, 256²)": paper})
     for column, rec in _bench_rows(docs):
         name = next((n for n, k in PAPER_NAMES.items() if k == rec["model"]), rec["model"])
-        table.loc[name, column] = rec["training"]["steps_per_s"]
+        table.loc[name, column] = rec["training"].get("steps_per_s", math.nan)  # NaN: the measurement died
     ratio = {}
     for col in table.columns:
         b, t = table[col].get("HPCM-Base"), table[col].get("TCM")
@@ -115,8 +115,8 @@ def training_options_table(docs: list[dict]) -> pd.DataFrame:
         name = next((n for n, k in PAPER_NAMES.items() if k == rec["model"]), rec["model"])
         for opt in rec.get("training_options", []):
             rows.append({"device": column, "model": name, "option": opt["option"],
-                         "baseline_steps_per_s": rec["training"]["steps_per_s"],
-                         "steps_per_s": opt.get("steps_per_s", math.nan), "speedup": opt.get("speedup", math.nan),
+                         "baseline_steps_per_s": rec["training"].get("steps_per_s", math.nan),
+                         "steps_per_s": opt.get("steps_per_s", math.nan), "speedup": math.nan if opt.get("speedup") is None else opt["speedup"],
                          "peak_gpu_mb": opt.get("peak_gpu_mb"), "error": opt.get("error", "")})
     cols = ["baseline_steps_per_s", "steps_per_s", "speedup", "peak_gpu_mb", "error"]
     if not rows:
@@ -194,6 +194,7 @@ def table_c(docs: list[dict], records: list[dict]) -> pd.DataFrame:
     for column, rec in _bench_rows(docs):
         name = next((n for n, k in PAPER_NAMES.items() if k == rec["model"]), rec["model"])
         cx = complexity_of(records, rec["model"], "paper")
-        rows.append({"source": column, "model": name, **{c: rec["coding"][c] for c in cols},
-                     "kmacs_per_pixel": cx.get("kmacs_per_pixel"), "weights": rec.get("weights")})
+        rows.append({"source": column, "model": name, **{c: rec["coding"].get(c, math.nan) for c in cols},
+                     "kmacs_per_pixel": cx.get("kmacs_per_pixel"), "weights": rec.get("weights"),
+                     "error": rec["coding"].get("error", "")})
     return pd.DataFrame(rows).set_index(["source", "model"])
