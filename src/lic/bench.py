@@ -282,7 +282,8 @@ def training_options(key: str, params: dict, dev: torch.device, baseline: dict, 
         kwargs = dict(batch=b["train_batch"], patch=b["train_patch"], steps=b["train_steps"],
                       warmup=b["train_warmup"], **opts)
         job = (key, params["models"][key]["kwargs"], str(dev), torch.get_num_threads(), kwargs)
-        out = runner.run(_option_worker, job) if runner is not None else run_isolated(_option_worker, job)
+        out = (runner.run(_option_worker, job) if runner is not None
+               else run_isolated(_option_worker, job, timeout_s=b.get("worker_timeout_s", 3600.0)))
         if "error" in out:
             rows.append({"option": spec, "error": out["error"]})
         else:
@@ -559,7 +560,7 @@ def run(params: dict, *, device: str | None = None, models: list[str] | None = N
         # torch 2.14.1 on CPUs: aborts and segmentation faults in a backward) becomes this model's error
         # record instead of ending the benchmark, and peak memory is this model's own
         part = run_isolated(_coding_worker, (key, params, str(dev), [str(f) for f in files], cross_devices,
-                                             progress, threads))
+                                             progress, threads), timeout_s=b["worker_timeout_s"])
         if "error" in part:
             print(f"[bench] {key}: coding measurement failed: {part['error']}", file=sys.stderr, flush=True)
             part = {"weights": _weights_of(key, b["quality"])[0], "coding": {"error": part["error"]}}
@@ -567,7 +568,7 @@ def run(params: dict, *, device: str | None = None, models: list[str] | None = N
             print(f"[bench] {key}: training speed", flush=True)
         kwargs = dict(batch=b["train_batch"], patch=b["train_patch"], steps=b["train_steps"],
                       warmup=b["train_warmup"], bf16=b["bf16"])
-        with IsolatedRunner() as runner:  # the plain run, then each option (a new worker after a crash)
+        with IsolatedRunner(b["worker_timeout_s"]) as runner:  # the plain run, then each option (a new worker after a crash)
             speed = runner.run(_option_worker, (key, params["models"][key]["kwargs"], str(dev), threads, kwargs))
             if "error" in speed:
                 print(f"[bench] {key}: training-speed measurement failed: {speed['error']}", file=sys.stderr,

@@ -102,7 +102,8 @@ SCHEMA: dict[str, Any] = {
         "cross_device_images": int,   # images encoded on each device and decoded on every other (0: skip)
         "profiles": Profiled({"images": int, "warmup": int, "repeats": int, "train_batch": int, "train_patch": int,
                               "train_steps": int, "train_warmup": int, "bf16": bool,
-                              "train_options": ListOf(str)}),  # lic.bench.TRAIN_OPTIONS, "+" combines
+                              "train_options": ListOf(str),  # lic.bench.TRAIN_OPTIONS, "+" combines
+                              "worker_timeout_s": NUMBER}),  # a measuring process running longer is stopped
     },
 }
 
