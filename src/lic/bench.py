@@ -12,9 +12,15 @@ Two protocols of the HPCM supplement, for every model of ``bench.models``:
   ``bench.train_batch`` × ``bench.train_patch``², after ``bench.train_warmup`` untimed steps,
   median of ``bench.train_steps`` per-step times; random inputs (the data loader is not timed).
 
-Peak memory: ``torch.cuda.max_memory_allocated`` on a GPU, and the process's peak resident set
-(``ru_maxrss``) on the CPU — the latter is a process-wide high-water mark, so it only grows over
-the models of one run (the record says so). The output names the device, torch/CUDA versions and
+Each model is measured in spawned worker processes of its own (:class:`IsolatedRunner`): one for
+coding time, cross-device decoding and CGOO's online cost, one for the plain training step and then
+each training option. A measurement whose process dies (a native crash inside torch, which no
+``except`` can catch) or runs past ``bench.<profile>.worker_timeout_s`` is recorded as an ``error``
+and the benchmark goes on.
+
+Peak memory: ``torch.cuda.max_memory_allocated`` on a GPU, and the worker's peak resident set
+(``ru_maxrss``) on the CPU — a process-wide high-water mark: the coding worker's is that model's own,
+the training worker's grows from the plain run over its options (the record says so). The output names the device, torch/CUDA versions and
 the date; several devices give several files, and notebook 03 shows each as a column.
 
 Numbers are never asserted by tests (timings depend on the machine); tests only check the protocol.
