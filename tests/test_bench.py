@@ -325,3 +325,36 @@ def test_run_records_a_measurement_whose_process_died_and_goes_on(in_tiny_projec
     doc = {"device_name": "X", "profile": "default", "models": [rec]}
     assert table_a([doc])["X [default]"].isna().all()
     assert not table_c([doc], []).empty and not training_options_table([doc]).empty
+
+
+def test_a_known_crash_is_skipped_only_where_it_was_seen(monkeypatch):
+    """TCM's channels-last backward with torch 2.14.1 on oneDNN's AVX2 kernels (docs/hpcm.md): skipped
+    with its reason on such a CPU, run everywhere else (another torch, AVX-512, another model, a GPU)."""
+    cpu, cl = torch.device("cpu"), {"channels_last": True, "bf16": False, "compile": False}
+    monkeypatch.setattr(torch, "__version__", "2.14.1+cpu")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert bench.onednn_avx2_only()
+    why = bench.known_crash("liu2023-tcm-small", cl, cpu)
+    assert why.startswith("skipped: known crash") and "AVX2" in why
+    assert bench.known_crash("kuang2025-cgoo-nomsc", cl, cpu)
+    assert bench.known_crash("li2025-hpcm-base", cl, cpu) is None
+    assert bench.known_crash("liu2023-tcm-small", {**cl, "channels_last": False}, cpu) is None
+    assert bench.known_crash("liu2023-tcm-small", cl, torch.device("cuda")) is None
+    monkeypatch.setenv("LIC_BENCH_RUN_KNOWN_CRASHES", "1")
+    assert bench.known_crash("liu2023-tcm-small", cl, cpu) is None
+    monkeypatch.delenv("LIC_BENCH_RUN_KNOWN_CRASHES")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE")
+    assert not bench.onednn_avx2_only() and bench.known_crash("liu2023-tcm-small", cl, cpu) is None
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    assert bench.known_crash("liu2023-tcm-small", cl, cpu)
+    monkeypatch.setattr(torch, "__version__", "2.15.0")
+    assert bench.known_crash("liu2023-tcm-small", cl, cpu) is None
+
+
+def test_training_options_record_a_known_crash_as_skipped(monkeypatch):
+    monkeypatch.setattr(bench, "known_crash", lambda key, opts, dev: "skipped: known crash (test)")
+    params = {"bench": {"train_options": ["channels_last"], "train_batch": 1, "train_patch": 64, "train_steps": 1,
+                        "train_warmup": 0}, "models": {"minnen2018-mean": {"kwargs": {"N": 16, "M": 24}}}}
+    rows = bench.training_options("minnen2018-mean", params, torch.device("cpu"), {"steps_per_s": 1.0}, progress=False)
+    assert rows == [{"option": "channels_last", "error": "skipped: known crash (test)", "skipped": True}]

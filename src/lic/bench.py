@@ -31,6 +31,7 @@ from __future__ import annotations
 import datetime as _dt
 import importlib
 import json
+import os
 import re
 import resource
 import statistics
@@ -221,6 +222,42 @@ def parse_options(spec: str) -> dict:
     return {n: n in names for n in TRAIN_OPTIONS}
 
 
+#: Known crashes of a training option, each (torch version, device type, option, model-key prefixes, why):
+#: on the torch version where it was seen, the option is not run on such a machine but recorded as skipped
+#: with the reason (another torch version runs it again; ``LIC_BENCH_RUN_KNOWN_CRASHES=1`` runs it anyway).
+KNOWN_CRASHES = (
+    ("2.14.1", "cpu", "channels_last", ("liu2023-tcm", "kuang2025-cgoo"),
+     "oneDNN's AVX2 1x1-convolution backward-weights kernel corrupts memory with channels-last tensors "
+     "(free(): invalid next size / a segmentation fault / a spinning kernel; docs/hpcm.md)"),
+)
+_AVX2_ISAS = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2")
+
+
+def onednn_avx2_only() -> bool:
+    """Whether oneDNN runs its AVX2 (or older) kernels here: a CPU without AVX-512 (torch's CPU
+    capability) or oneDNN capped below AVX-512 by ``ONEDNN_MAX_CPU_ISA`` / ``DNNL_MAX_CPU_ISA``."""
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False  # oneDNN's x64 kernels only
+    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").strip().upper()
+    if cap and cap != "ALL":
+        return cap in _AVX2_ISAS
+    return torch.backends.cpu.get_cpu_capability() not in ("AVX512", "AVX512_BF16", "AMX")
+
+
+def known_crash(key: str, opts: dict, device: torch.device) -> str | None:
+    """The reason ``key``'s training option ``opts`` is known to crash on ``device`` here, or None."""
+    if os.environ.get("LIC_BENCH_RUN_KNOWN_CRASHES") == "1":
+        return None
+    version = torch.__version__.split("+")[0]
+    for v, dev_type, option, prefixes, why in KNOWN_CRASHES:
+        if (version == v and device.type == dev_type and opts.get(option) and key.startswith(prefixes)
+                and (dev_type != "cpu" or onednn_avx2_only())):
+            return f"skipped: known crash with torch {v} on this CPU: {why}"
+    return None
+
+
 def training_speed(model: torch.nn.Module, *, batch: int = 8, patch: int = 256, steps: int = 10, warmup: int = 3,
                    lmbda: float = 0.013, bf16: bool = False, channels_last: bool = False, compile: bool = False,
                    seed: int = 0) -> dict:
@@ -287,6 +324,9 @@ def training_options(key: str, params: dict, dev: torch.device, baseline: dict, 
             print(f"[bench] {key}: training speed with {spec}", flush=True)
         kwargs = dict(batch=b["train_batch"], patch=b["train_patch"], steps=b["train_steps"],
                       warmup=b["train_warmup"], **opts)
+        if why := known_crash(key, opts, dev):
+            rows.append({"option": spec, "error": why, "skipped": True})
+            continue
         job = (key, params["models"][key]["kwargs"], str(dev), torch.get_num_threads(), kwargs)
         out = (runner.run(_option_worker, job) if runner is not None
                else run_isolated(_option_worker, job, timeout_s=b.get("worker_timeout_s", 3600.0)))
