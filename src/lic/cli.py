@@ -97,8 +97,75 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from lic.config import load_params
     from lic.evaluate import main
 
-    for path in main(args.model, load_params(profile=args.profile), progress=not args.quiet):
+    params = load_params(profile=args.profile)
+    if not args.checkpoint:
+        if args.dataset or args.results:
+            raise ValueError("--dataset and --results go with --checkpoint (the pipeline's evaluation "
+                             "takes data.<profile>.eval and writes results/)")
+        for path in main(args.model, params, progress=not args.quiet):
+            print(f"[evaluate] {path}")
+        return 0
+    return _evaluate_checkpoints(args, params)
+
+
+def _evaluate_checkpoints(args: argparse.Namespace, params: dict) -> int:
+    """``lic evaluate KEY --checkpoint FILE...``: given checkpoints (e.g. imported released weights)
+    instead of the pipeline's, written under --results, then a summary with BD-rates."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from lic import official, paths
+    from lic.codec import CheckpointError
+    from lic.evaluate import evaluate_model
+
+    by_quality: dict[int, Path] = {}
+    for f in args.checkpoint:
+        q = official.checkpoint_quality(f)
+        if q in by_quality:
+            raise CheckpointError(f"{f} and {by_quality[q]} are both quality {q}")
+        by_quality[q] = Path(f)
+    root = Path(args.results) if args.results else Path(paths.ROOT) / "imported" / "results"
+    if params["train"]["threads"]:
+        import torch
+
+        torch.set_num_threads(params["train"]["threads"])
+    for dataset in args.dataset or params["data"]["eval"]:
+        path = evaluate_model(args.model, dataset, params, qualities=sorted(by_quality), checkpoints=by_quality,
+                              progress=not args.quiet, results_root=root)
         print(f"[evaluate] {path}")
+        per_q, bd = official.summary(args.model, dataset, path)
+        with pd.option_context("display.width", 160, "display.max_columns", 20):
+            print(per_q.to_string(float_format=lambda v: f"{v:.4f}"))
+            print(f"BD-rate: no published curves of {dataset} in data/reference" if bd is None
+                  else bd.to_string(float_format=lambda v: f"{v:+.2f}"))
+    return 0
+
+
+def _cmd_import_official(args: argparse.Namespace) -> int:
+    import json
+
+    from lic import official
+    from lic.config import load_params
+
+    if args.list:
+        for key, release in official.releases().items():
+            print(f"{key}: {release.released}")
+        return 0
+    if not args.model or not args.source:
+        raise ValueError("give MODEL and FILE (or --list)")
+    try:
+        kwargs = None if args.kwargs is None else json.loads(args.kwargs)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--kwargs is not JSON: {e}") from None
+    if kwargs is not None and not isinstance(kwargs, dict):
+        raise ValueError("--kwargs must be a JSON object")
+    params = load_params(profile="paper")  # the released models are the papers' sizes
+    info = official.import_official(args.model, args.source, args.out, quality=args.quality, kwargs=kwargs,
+                                    params=params)
+    lam = "" if info["lambda"] is None else f", λ = {info['lambda']:g}"
+    print(f"{info['out']}: {info['model']} q{info['quality']}{lam}, {info['params']:,} parameters, weights "
+          f"{info['fingerprint']} (from {args.source}, sha256 {info['source_sha256'][:16]}…)")
     return 0
 
 
@@ -249,8 +316,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="real-bitstream evaluation of a trained model on the eval datasets")
     p.add_argument("model")
     p.add_argument("--profile", choices=["default", "paper"], default=None)
+    p.add_argument("--checkpoint", nargs="+", metavar="FILE", help="evaluate these checkpoints (one per "
+                   "quality, e.g. from `lic import-official`) instead of the pipeline's, and print a summary "
+                   "with BD-rates against the published curves")
+    p.add_argument("--dataset", nargs="+", metavar="NAME", help="with --checkpoint: these prepared datasets "
+                   "(default: data.<profile>.eval), e.g. kodak after `lic data prepare kodak --profile paper`")
+    p.add_argument("--results", metavar="DIR", help="with --checkpoint: where results and bitstreams go "
+                   "(default: imported/results)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("import-official", help="a released official checkpoint (HPCM, TCM, TinyLIC v3) as a "
+                       "lic checkpoint for compress / decompress / evaluate --checkpoint (lic.official)")
+    p.add_argument("model", nargs="?", help="registry key, e.g. li2025-hpcm-base")
+    p.add_argument("source", nargs="?", metavar="FILE", help="the released file (*.pth.tar, *.pth)")
+    p.add_argument("--quality", type=int, default=None, help="its quality (default: read from the λ in "
+                   "the file name)")
+    p.add_argument("--out", default=None, help="the lic checkpoint to write (default: imported/<model>/q<Q>.pt)")
+    p.add_argument("--kwargs", default=None, help="constructor kwargs as JSON (default: the paper profile's)")
+    p.add_argument("--list", action="store_true", help="list the models with released weights and where they are")
+    p.set_defaults(func=_cmd_import_official)
 
     p = sub.add_parser("compress", help="compress an image into a bitstream file")
     p.add_argument("input")

@@ -64,12 +64,17 @@ def _our_curves(dataset: str) -> dict[str, dict]:
             raise ValueError(f"{path}: not valid JSON ({exc}); re-run the stage that writes it") from exc
         if "results" not in doc or "bpp" not in doc["results"]:
             raise ValueError(f"{path}: no results.bpp; not a lic.results file")
-        meta = doc.get("meta", {})
-        # classical codecs we ran ourselves are anchors (grey in figures), learned models are "ours"
-        kind = meta.get("kind") or ("anchor" if "codec_version" in meta else "ours")
-        curves[key] = {"key": key, "name": doc.get("name", key), "origin": "ours",
-                       "kind": kind, "meta": meta, "results": _with_db(doc["results"])}
+        curves[key] = curve_from_results(key, doc)
     return curves
+
+
+def curve_from_results(key: str, doc: dict) -> dict:
+    """One of our result documents (:mod:`lic.results`) as a curve of :func:`load_curves`."""
+    meta = doc.get("meta", {})
+    # classical codecs we ran ourselves are anchors (grey in figures), learned models are "ours"
+    kind = meta.get("kind") or ("anchor" if "codec_version" in meta else "ours")
+    return {"key": key, "name": doc.get("name", key), "origin": "ours",
+            "kind": kind, "meta": meta, "results": _with_db(doc["results"])}
 
 
 def load_curves(dataset: str, ours: bool = True, references: bool = True) -> dict[str, dict]:

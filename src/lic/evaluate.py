@@ -23,7 +23,7 @@ from lic.data.prepare import load_manifest
 from lic.metrics import image_metrics, to_tensor
 from lic.models import registry
 from lic.parallel import fork_map, workers_used
-from lic.results import save_reconstruction, write_results
+from lic.results import result_path, save_reconstruction, write_results
 from lic.runinfo import run_info
 from lic.train import run_dir
 
@@ -43,7 +43,7 @@ def checkpoint_for(key: str, quality: int) -> Path:
 
 
 def _evaluate_quality(key: str, dataset: str, q: int, params: dict, ckpt: Path, weights_of: str | None,
-                      files: list[Path]) -> tuple[list[dict], dict]:
+                      files: list[Path], root: Path | None = None) -> tuple[list[dict], dict]:
     """Encode, write, decode with a fresh model and measure every image of ``files`` at quality ``q``:
     (rows, what the model is: variable-rate / online encoder)."""
     variant = {"as_key": key, "kwargs": params["models"][key]["kwargs"]} if weights_of else {}
@@ -52,7 +52,7 @@ def _evaluate_quality(key: str, dataset: str, q: int, params: dict, ckpt: Path, 
     if hasattr(encoder.model, "set_lambda"):  # one variable-rate model: quality q = the rate of λ_q
         encoder.model.set_lambda(params["models"][key]["lambdas"][q - 1])
         encoder.quality = q  # the decoder reads the rate from the stream
-    out_dir = paths.RESULTS / key / "bitstreams" / dataset / f"q{q}"
+    out_dir = Path(root or paths.RESULTS) / key / "bitstreams" / dataset / f"q{q}"
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for f in files:
@@ -68,7 +68,7 @@ def _evaluate_quality(key: str, dataset: str, q: int, params: dict, ckpt: Path, 
             raise DecoderMismatch(f"{key} q{q} {f.name}: the decoder's image differs from the encoder's "
                                   f"({int((recon != enc.reconstruction).sum())} values)")
         if f.stem in params["evaluate"]["visual_images"]:
-            save_reconstruction(key, dataset, q, f.stem, recon)
+            save_reconstruction(key, dataset, q, f.stem, recon, root)
         pixels = img.shape[0] * img.shape[1]
         rows.append({"image": f.stem, "quality": q, "bytes": nbytes, "pixels": pixels,
                      "bpp": nbytes * 8 / pixels, "payload_bytes": enc.payload_bytes,
@@ -78,7 +78,8 @@ def _evaluate_quality(key: str, dataset: str, q: int, params: dict, ckpt: Path, 
                      "decoding_time": dec_time, "decoded_exactly": True})
     model = encoder.model
     return rows, {"variable_rate": hasattr(model, "set_lambda") and hasattr(model, "set_rate"),
-                  "online": bool(getattr(model, "online_iters", 0))}
+                  "online": bool(getattr(model, "online_iters", 0)),
+                  "imported_from": encoder.record.get("imported_from")}
 
 
 def _quality_worker(args: tuple) -> tuple[list[dict], dict]:
@@ -90,8 +91,13 @@ def _quality_worker(args: tuple) -> tuple[list[dict], dict]:
 
 def evaluate_model(key: str, dataset: str, params: dict, *, qualities: list[int] | None = None,
                    checkpoints: dict[int, Path] | None = None, progress: bool = True,
-                   weights_of: str | None = None, workers: int | None = None) -> Path:
+                   weights_of: str | None = None, workers: int | None = None,
+                   results_root: Path | None = None) -> Path:
     """``weights_of``: evaluate ``key`` (an encoder-side variant) with the checkpoints of that model.
+
+    ``checkpoints``: quality → checkpoint file instead of ``checkpoints/<key>/q<Q>/model.pt`` (e.g.
+    imported released weights, :mod:`lic.official`); ``results_root``: write the result file, the
+    bitstreams and the kept reconstructions under that folder instead of ``results/``.
 
     ``workers`` (default ``evaluate.workers``): qualities evaluated side by side in that many forked
     processes of ``train.threads`` threads each (:func:`lic.parallel.fork_map`); the results are the
@@ -103,7 +109,8 @@ def evaluate_model(key: str, dataset: str, params: dict, *, qualities: list[int]
     from tqdm.auto import tqdm
 
     jobs = [(params["train"]["threads"], key, dataset, q, params,
-             (checkpoints or {}).get(q) or checkpoint_for(weights_of or key, q), weights_of, files) for q in qualities]
+             (checkpoints or {}).get(q) or checkpoint_for(weights_of or key, q), weights_of, files, results_root)
+            for q in qualities]
     bar = tqdm(total=len(qualities), desc=f"eval {key} {dataset} (qualities)", disable=not progress)
     results = []
     for res in fork_map(_quality_worker, jobs, workers):
@@ -114,17 +121,32 @@ def evaluate_model(key: str, dataset: str, params: dict, *, qualities: list[int]
     kind = results[0][1]
     extra = {}
     if kind["variable_rate"]:
-        extra["targets"] = target_rates(key, files, rows, params, checkpoint_for(key, qualities[0]))
+        extra["targets"] = target_rates(key, files, rows, params,
+                                        (checkpoints or {}).get(qualities[0]) or checkpoint_for(key, qualities[0]))
     spec = registry.get(key)
     return write_results(dataset, key, rows, description=spec.description, extra=extra,
-                         meta={"citation": spec.citation, "opt_metric": params["models"][key]["metric"],
+                         meta={"citation": spec.citation, "opt_metric": params["models"].get(key, {}).get("metric"),
                                "weights_of": weights_of,
                                # an encoder that optimises per image (CGOO online) is not its forward's estimate
                                "estimate_is_the_encoder": not kind["online"],
                                "device": "cpu", "torch_threads": torch.get_num_threads(),
-                               "workers": workers_used(workers, len(jobs))},
-                         run=run_info(params={"models": {key: params["models"][key]},
-                                              "evaluate": params["evaluate"], "data": params["data"]}))
+                               "workers": workers_used(workers, len(jobs)),
+                               **_checkpoint_meta(qualities, checkpoints, results)},
+                         run=run_info(params={"models": {key: params["models"].get(key)},
+                                              "evaluate": params["evaluate"], "data": params["data"]}),
+                         path=None if results_root is None else result_path(dataset, key, results_root))
+
+
+def _checkpoint_meta(qualities: list[int], checkpoints: dict[int, Path] | None, results: list) -> dict:
+    """Result-file fields naming the checkpoints given instead of the pipeline's, and the released
+    file each was imported from (:mod:`lic.official`)."""
+    if not checkpoints:
+        return {}
+    out = {"checkpoints": {str(q): str(checkpoints[q]) for q in qualities if q in checkpoints}}
+    imported = {str(q): kind["imported_from"] for q, (_, kind) in zip(qualities, results) if kind["imported_from"]}
+    if imported:
+        out["imported_from"] = imported
+    return out
 
 
 @torch.no_grad()

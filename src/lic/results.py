@@ -27,19 +27,21 @@ ROW_REQUIRED = ("image", "quality", "bytes", "pixels", "bpp", "psnr-rgb", "ms-ss
                 "encoding_time", "decoding_time")
 
 
-def result_path(dataset: str, key: str) -> Path:
-    return paths.RESULTS / key / f"{dataset}.json"
+def result_path(dataset: str, key: str, root: Path | None = None) -> Path:
+    """``results/<key>/<dataset>.json`` (``root``: another folder than ``results/``, e.g. an evaluation
+    of imported weights outside the pipeline)."""
+    return Path(root or paths.RESULTS) / key / f"{dataset}.json"
 
 
-def reconstruction_path(key: str, dataset: str, quality, image: str) -> Path:
+def reconstruction_path(key: str, dataset: str, quality, image: str, root: Path | None = None) -> Path:
     """Where evaluation keeps the decoded image of one of ``evaluate.visual_images`` (for the figures)."""
-    return paths.RESULTS / key / "recon" / dataset / f"q{quality}" / f"{image}.png"
+    return Path(root or paths.RESULTS) / key / "recon" / dataset / f"q{quality}" / f"{image}.png"
 
 
-def save_reconstruction(key: str, dataset: str, quality, image: str, recon) -> Path:
+def save_reconstruction(key: str, dataset: str, quality, image: str, recon, root: Path | None = None) -> Path:
     from PIL import Image
 
-    path = reconstruction_path(key, dataset, quality, image)
+    path = reconstruction_path(key, dataset, quality, image, root)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(recon).save(path)
     return path

@@ -78,7 +78,7 @@ from lic.models.hpcm_entropy import (KINDS, GGMConditional, extract, get_scale_t
                                      official_s2_hyper, scatter, seal, step_map, unseal)
 from lic.models.hpcm_layers import (CrossAttentionCell, EntropyParameters, analysis_transform,
                                     conv1x1, hyper_analysis, hyper_synthesis, synthesis_transform)
-from lic.models.registry import register
+from lic.models.registry import OfficialRelease, register
 
 __all__ = ["HPCM", "SCHEDULES", "HPCM_PARAMS", "convert_official_state_dict"]
 
@@ -413,6 +413,18 @@ def _build(**kwargs) -> HPCM:
 
 
 _LARGE = {"g_blocks": (2, 2, 8), "ep_blocks": ((2, 2), (4, 3))}
+_DRIVE = "Google Drive, linked from lyq133/LIC-HPCM's README (spec §6)"
+#: The released weights (spec §6) and the keys they load into; λ lists: params.yaml's of each key.
+_RELEASES = {
+    "li2025-hpcm-base": OfficialRelease(convert_official_state_dict, f"HPCM-Base, 6 MSE λ (0.0018–0.0483); {_DRIVE}"),
+    "li2025-hpcm-large": OfficialRelease(convert_official_state_dict, f"HPCM-Large, 6 MSE λ (0.0018–0.0483); {_DRIVE}"),
+    "li2025-hpcm-base-msssim": OfficialRelease(convert_official_state_dict,
+                                               f"HPCM-Base, 6 MS-SSIM λ; {_DRIVE}"),
+    # assumption: HPCM_Base_PhiContext.py keeps Base's key names without the attn_s* cells (its
+    # parameter count, 63,582,419, is ours exactly); not checked against the released file
+    "li2025-hpcm-base-phicontext": OfficialRelease(convert_official_state_dict,
+                                                   f"HPCM_Phi_Context, MSE λ = 0.013 only; {_DRIVE}"),
+}
 for _key, _desc, _kw in (
         ("li2025-hpcm-base", "HPCM-Base (68.51 M params, 3 scales, 11 steps)", {}),
         ("li2025-hpcm-large", "HPCM-Large (89.72 M params; L3 = 8, g_ep [2,2] / [4,3])", _LARGE),
@@ -428,4 +440,5 @@ for _key, _desc, _kw in (
          {"context": "phi"}),
         # the same model trained for MS-SSIM (params.yaml: metric ms-ssim, the README's six MS-SSIM λ)
         ("li2025-hpcm-base-msssim", "HPCM-Base optimised for MS-SSIM (Figure B)", {})):
-    register(_key, description=_desc, citation=CITATION, pad_multiple=256, **_kw)(_build)
+    register(_key, description=_desc, citation=CITATION, pad_multiple=256, official=_RELEASES.get(_key),
+             **_kw)(_build)

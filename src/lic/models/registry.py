@@ -8,9 +8,23 @@ weight shapes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Mapping
 
 import torch.nn as nn
+
+
+@dataclass(frozen=True)
+class OfficialRelease:
+    """Weights the authors released for a model (:mod:`lic.official` turns them into a lic checkpoint).
+
+    ``convert``: the released file's dict (a bare state_dict or ``{"state_dict": ...}``) → this
+    model's state_dict keys; ``released``: what exists and where, in words (shown by
+    ``lic import-official --list``); ``lambdas``: the λ of qualities 1, 2, ... in the authors'
+    numbering, to read a file's quality from the λ in its name (``None``: the key's params.yaml list)."""
+
+    convert: Callable[[Mapping], dict]
+    released: str
+    lambdas: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -21,18 +35,21 @@ class ModelSpec:
     citation: str
     pad_multiple: int  # inputs are padded to a multiple of this inside compress
     defaults: dict = field(default_factory=dict)
+    official: OfficialRelease | None = None  # released weights that load into this model, if any
 
 
 MODELS: dict[str, ModelSpec] = {}
 
 
-def register(key: str, *, description: str, citation: str, pad_multiple: int, **defaults):
-    """Decorator registering ``builder(**kwargs) -> nn.Module`` under ``key``."""
+def register(key: str, *, description: str, citation: str, pad_multiple: int,
+             official: OfficialRelease | None = None, **defaults):
+    """Decorator registering ``builder(**kwargs) -> nn.Module`` under ``key`` (``official``: the
+    authors' released weights for it and their converter)."""
 
     def wrap(builder):
         if key in MODELS:
             raise ValueError(f"model key {key!r} registered twice")
-        MODELS[key] = ModelSpec(key, builder, description, citation, pad_multiple, defaults)
+        MODELS[key] = ModelSpec(key, builder, description, citation, pad_multiple, defaults, official)
         return builder
 
     return wrap

@@ -89,7 +89,7 @@ from torch import nn
 
 from lic.entropy.fast import check_coder, coder
 from lic.entropy.indexes import scale_indexes
-from lic.models.registry import register
+from lic.models.registry import OfficialRelease, register
 from lic.models.tcm_layers import ConvTransBlock, SWAtten
 
 __all__ = ["TCM", "convert_official_state_dict", "TCM_PARAMS"]
@@ -352,9 +352,15 @@ def _build(**kwargs) -> TCM:
     return TCM(**kwargs)
 
 
+#: λ of qualities 1-6 (the README's checkpoint table); the released files by N (spec §1.7)
+LAMBDAS = (0.0025, 0.0035, 0.0067, 0.013, 0.025, 0.05)
+_RELEASED = {64: "N=64 at all six MSE λ (0.0025–0.05)", 128: "N=128 at MSE λ = 0.05 only"}
 for _key, _n, _size in (("liu2023-tcm-small", 64, "small"), ("liu2023-tcm-middle", 96, "middle"),
                         ("liu2023-tcm-large", 128, "large")):
+    _official = (OfficialRelease(convert_official_state_dict, f"{_RELEASED[_n]}; Google Drive, linked from "
+                                 "jmliu206/LIC_TCM's README (e.g. mse_lambda_0.05.pth.tar)", LAMBDAS)
+                 if _n in _RELEASED else None)
     register(_key, description=(f"TCM-{_size} (official code N={_n}, paper C={2 * _n}, M=320, "
                                 f"{TCM_PARAMS[_n] / 1e6:.2f} M params); inputs padded to ≥256"),
-             citation=CITATION, pad_multiple=128, N=_n)(_build)
+             citation=CITATION, pad_multiple=128, official=_official, N=_n)(_build)
 

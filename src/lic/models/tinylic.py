@@ -63,7 +63,7 @@ from compressai.models import CompressionModel
 
 from lic.entropy.fast import check_coder, coder
 from lic.entropy.indexes import scale_indexes
-from lic.models.registry import register
+from lic.models.registry import OfficialRelease, register
 from lic.models.tinylic_blocks import MultistageMaskedConv2d, conv, deconv, rnab, rstb
 
 CITATION = ("Lu, Chen, Pu, Ma, High-Efficiency Lossy Image Coding Through Adaptive Neighborhood "
@@ -417,8 +417,15 @@ V1 = dict(block="rstb", context="spatial4", depths=(2, 4, 6, 2, 2, 2), num_heads
           kernel_size=8, hyper_kernel_size=4)
 
 
+#: CompressAI's eight MSE λ (qualities 1-8), the released v3 set
+LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800)
+
+
 @register("lu2022-tinylic-v3", description="TinyLIC v3 (released): RNAB (neighborhood attention) "
           "transforms, multistage channel/spatial context model", citation=CITATION, pad_multiple=64,
+          official=OfficialRelease(convert_official_state_dict, "v3: 8 MSE λ (qualities 1-8, 0.0018–0.18) "
+                                   "and MS-SSIM models; NJU Box, linked from lumingzzz/TinyLIC's README "
+                                   "(https://box.nju.edu.cn/d/d5e8243f5e4b44848769/)", LAMBDAS),
           N=128, M=320)
 def tinylic_v3(N: int = 128, M: int = 320, **kwargs) -> TinyLIC:
     return TinyLIC(N, M, **kwargs)
