@@ -209,3 +209,24 @@ def test_summary_against_the_published_curves(tmp_path):
     assert bd.loc["psnr-rgb", "vtm"] == pytest.approx(-15.3, abs=1.0)
     assert official.published_key("lu2022-tinylic-v3", "kodak") == "lu2022-tinylic"
     assert official.published_key("li2025-hpcm-base", "sample") is None
+
+
+@pytest.mark.slow
+def test_paper_size_hpcm_file_in_the_spec_layout(tmp_path):
+    """A file with the released HPCM-Base's keys and shapes (spec §1.3–§5, empty CDF tables, no step
+    embeddings) imports with the default (paper) kwargs: 68,505,299 parameters, tables built."""
+    from test_model_hpcm import official_keys
+
+    g = torch.Generator().manual_seed(3)
+    sd = {f"module.{k}": (torch.empty(0, dtype=torch.int32) if shape == (0,) else 0.02 * torch.randn(shape, generator=g))
+          for k, shape in official_keys(4, ((2, 1), (3, 2))).items()}
+    sd["module.entropy_estimation.beta"] = torch.tensor([1.5])
+    sd["module.entropy_estimation.scale_lower_bound.bound"] = torch.tensor([0.12])
+    sd["module.entropy_estimation.likelihood_lower_bound.bound"] = torch.tensor([1e-9])
+    src = tmp_path / "HPCM_Base_0.0483.pth.tar"
+    torch.save(sd, src)
+    info = official.import_official("li2025-hpcm-base", src, tmp_path / "q.pt", params=load_params(profile="paper"))
+    assert (info["quality"], info["params"]) == (6, 68_505_299)
+    loaded = load_checkpoint(tmp_path / "q.pt")
+    assert loaded.model.entropy_estimation._quantized_cdf.numel() > 0
+    assert torch.equal(loaded.model.g_s.branch[0].weight, sd["module.g_s.branch.0.weight"])
