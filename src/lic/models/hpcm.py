@@ -420,8 +420,8 @@ _RELEASES = {
     "li2025-hpcm-large": OfficialRelease(convert_official_state_dict, f"HPCM-Large, 6 MSE λ (0.0018–0.0483); {_DRIVE}"),
     "li2025-hpcm-base-msssim": OfficialRelease(convert_official_state_dict,
                                                f"HPCM-Base, 6 MS-SSIM λ; {_DRIVE}"),
-    # assumption: HPCM_Base_PhiContext.py keeps Base's key names without the attn_s* cells (its
-    # parameter count, 63,582,419, is ours exactly); not checked against the released file
+    # HPCM_Base_PhiContext.py (lyq133/LIC-HPCM@3ea1a47) has Base's modules and names without the attn_s*
+    # cells, and its step embeddings are a plain list (no keys, Q3); not checked against the released file
     "li2025-hpcm-base-phicontext": OfficialRelease(convert_official_state_dict,
                                                    f"HPCM_Phi_Context, MSE λ = 0.013 only; {_DRIVE}"),
 }
