@@ -190,6 +190,11 @@ def test_evaluate_imported_checkpoints(in_tiny_project, tmp_path, capsys):
     # two files of one quality are refused
     assert cli.main(["evaluate", key, "--checkpoint", str(files[0]), str(files[0]), "--quiet"]) == 2
     assert "both quality 1" in capsys.readouterr().err
+    # a checkpoint of another model is refused, not evaluated under this key's name
+    assert cli.main(["evaluate", "li2025-hpcm-base", "--checkpoint", str(files[0]), "--quiet"]) == 2
+    assert "holds a 'liu2023-tcm-small' model" in capsys.readouterr().err
+    # --dataset / --results only go with --checkpoint
+    assert cli.main(["evaluate", key, "--dataset", "sample", "--quiet"]) == 2
 
 
 def test_summary_against_the_published_curves(tmp_path):

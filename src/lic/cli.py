@@ -121,7 +121,7 @@ def _evaluate_checkpoints(args: argparse.Namespace, params: dict) -> int:
 
     by_quality: dict[int, Path] = {}
     for f in args.checkpoint:
-        q = official.checkpoint_quality(f)
+        q = official.checkpoint_quality(f, args.model)
         if q in by_quality:
             raise CheckpointError(f"{f} and {by_quality[q]} are both quality {q}")
         by_quality[q] = Path(f)

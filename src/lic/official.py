@@ -187,8 +187,9 @@ def default_out(key: str, quality: int) -> Path:
     return Path(paths.ROOT) / "imported" / key / f"q{quality}.pt"
 
 
-def checkpoint_quality(path: str | Path) -> int:
-    """The quality recorded in a lic checkpoint (read without loading its tensors' data)."""
+def checkpoint_quality(path: str | Path, key: str | None = None) -> int:
+    """The quality recorded in a lic checkpoint (read without loading its tensors' data); with ``key``,
+    an error unless the checkpoint holds that model."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
@@ -198,6 +199,8 @@ def checkpoint_quality(path: str | Path) -> int:
         raise CheckpointError(f"cannot read checkpoint {path}: {e}") from e
     if not isinstance(record, dict) or not isinstance(record.get("quality"), int):
         raise CheckpointError(f"{path} is not a lic checkpoint of one quality (lic import-official writes them)")
+    if key is not None and record.get("model") != key:
+        raise CheckpointError(f"{path} holds a {record.get('model')!r} model, not {key!r}")
     return record["quality"]
 
 
