@@ -97,7 +97,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from lic.config import load_params
     from lic.evaluate import main
 
-    params = load_params(profile=args.profile)
+    # given checkpoints are the papers' sizes (lic import-official): the paper profile's threads, workers
+    # and datasets unless --profile says otherwise
+    params = load_params(profile=args.profile or ("paper" if args.checkpoint else None))
     if not args.checkpoint:
         if args.dataset or args.results:
             raise ValueError("--dataset and --results go with --checkpoint (the pipeline's evaluation "
@@ -318,9 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", choices=["default", "paper"], default=None)
     p.add_argument("--checkpoint", nargs="+", metavar="FILE", help="evaluate these checkpoints (one per "
                    "quality, e.g. from `lic import-official`) instead of the pipeline's, and print a summary "
-                   "with BD-rates against the published curves")
+                   "with BD-rates against the published curves; the paper profile's settings unless --profile")
     p.add_argument("--dataset", nargs="+", metavar="NAME", help="with --checkpoint: these prepared datasets "
-                   "(default: data.<profile>.eval), e.g. kodak after `lic data prepare kodak --profile paper`")
+                   "(default: data.<profile>.eval, Kodak, CLIC and Tecnick in the paper profile), e.g. kodak after "
+                   "`lic data prepare kodak --profile paper`")
     p.add_argument("--results", metavar="DIR", help="with --checkpoint: where results and bitstreams go "
                    "(default: imported/results)")
     p.add_argument("--quiet", action="store_true")
