@@ -119,7 +119,7 @@ def _evaluate_checkpoints(args: argparse.Namespace, params: dict) -> int:
 
     from lic import official, paths
     from lic.codec import CheckpointError
-    from lic.evaluate import evaluate_model
+    from lic.evaluate import main
 
     by_quality: dict[int, Path] = {}
     for f in args.checkpoint:
@@ -128,13 +128,10 @@ def _evaluate_checkpoints(args: argparse.Namespace, params: dict) -> int:
             raise CheckpointError(f"{f} and {by_quality[q]} are both quality {q}")
         by_quality[q] = Path(f)
     root = Path(args.results) if args.results else Path(paths.ROOT) / "imported" / "results"
-    if params["train"]["threads"]:
-        import torch
-
-        torch.set_num_threads(params["train"]["threads"])
-    for dataset in args.dataset or params["data"]["eval"]:
-        path = evaluate_model(args.model, dataset, params, qualities=sorted(by_quality), checkpoints=by_quality,
-                              progress=not args.quiet, results_root=root)
+    datasets = args.dataset or params["data"]["eval"]
+    paths_out = main(args.model, params, progress=not args.quiet, datasets=datasets, checkpoints=by_quality,
+                     results_root=root)
+    for dataset, path in zip(datasets, paths_out):
         print(f"[evaluate] {path}")
         per_q, bd = official.summary(args.model, dataset, path)
         with pd.option_context("display.width", 160, "display.max_columns", 20):

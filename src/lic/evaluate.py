@@ -189,8 +189,14 @@ def target_rates(key: str, files: list[Path], rows: list[dict], params: dict, ck
     return out
 
 
-def main(key: str, params: dict, progress: bool = True) -> list[Path]:
+def main(key: str, params: dict, progress: bool = True, *, datasets: list[str] | None = None,
+         checkpoints: dict[int, Path] | None = None, results_root: Path | None = None) -> list[Path]:
+    """``lic evaluate KEY``: every dataset of ``data.eval`` (or ``datasets``) with the pipeline's
+    checkpoints, or with ``checkpoints`` (quality → file, those qualities only) under ``results_root``."""
     if params["train"]["threads"]:
         torch.set_num_threads(params["train"]["threads"])
-    weights_of = params["evaluate"]["weights_of"].get(key)
-    return [evaluate_model(key, ds, params, progress=progress, weights_of=weights_of) for ds in params["data"]["eval"]]
+    weights_of = None if checkpoints else params["evaluate"]["weights_of"].get(key)
+    qualities = sorted(checkpoints) if checkpoints else None
+    return [evaluate_model(key, ds, params, qualities=qualities, checkpoints=checkpoints, progress=progress,
+                           weights_of=weights_of, results_root=results_root)
+            for ds in datasets or params["data"]["eval"]]

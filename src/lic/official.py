@@ -23,7 +23,6 @@ the key's λ list in params.yaml), read from the file name (``mse_lambda_0.05.pt
 from __future__ import annotations
 
 import collections
-import hashlib
 import math
 import re
 from pathlib import Path
@@ -31,7 +30,9 @@ from pathlib import Path
 import torch
 
 from lic.codec import CheckpointError, state_fingerprint
+from lic.data.download import sha256sum
 from lic.models import registry
+from lic.train import atomic_save
 
 #: a number in a file name: 0.05, 0.0067, 2.4, 1e-3 (not the digits of a longer number or version)
 _NUMBER = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?(?:e-?\d+)?)(?!\.?\d)")
@@ -39,7 +40,8 @@ _NUMBER = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?(?:e-?\d+)?)(?!\.?\d)")
 
 def releases() -> dict[str, registry.OfficialRelease]:
     """Every registry key with released weights, and what was released."""
-    return {k: registry.get(k).official for k in registry.keys() if registry.get(k).official is not None}
+    specs = (registry.get(k) for k in registry.keys())
+    return {spec.key: spec.official for spec in specs if spec.official is not None}
 
 
 def release_for(key: str) -> registry.OfficialRelease:
@@ -92,14 +94,6 @@ def read_official(path: str | Path) -> dict:
     return obj
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _describe_mismatch(missing: list[str], unexpected: list[str], shapes: list[str]) -> str:
     def few(names: list[str]) -> str:
         return ", ".join(names[:4]) + (f", … ({len(names)} in all)" if len(names) > 4 else "")
@@ -149,6 +143,7 @@ def import_official(key: str, source: str | Path, out: str | Path | None = None,
     :func:`default_out`); returns the record's summary (key, quality, λ, parameters, fingerprint,
     source sha256)."""
     source = Path(source)
+    release = release_for(key)
     lambdas = lambdas_for(key, params)
     weights = read_official(source)
     if quality is None:
@@ -168,13 +163,10 @@ def import_official(key: str, source: str | Path, out: str | Path | None = None,
     record = {"model": key, "kwargs": kwargs, "quality": quality, "state_dict": state, "updated": True,
               "fingerprint": fingerprint,
               "lambda": lambdas[quality - 1] if quality <= len(lambdas) else None,
-              "imported_from": {"file": source.name, "sha256": _sha256(source),
-                                "converter": f"{release_for(key).convert.__module__}."
-                                             f"{release_for(key).convert.__qualname__}"}}
+              "imported_from": {"file": source.name, "sha256": sha256sum(source),
+                                "converter": f"{release.convert.__module__}.{release.convert.__qualname__}"}}
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    torch.save(record, tmp)
-    tmp.replace(out)
+    atomic_save(record, out)
     return {"model": key, "quality": quality, "lambda": record["lambda"], "out": str(out),
             "params": sum(p.numel() for p in model.parameters()), "fingerprint": fingerprint.hex(),
             "source_sha256": record["imported_from"]["sha256"]}
@@ -204,15 +196,18 @@ def checkpoint_quality(path: str | Path, key: str | None = None) -> int:
     return record["quality"]
 
 
-def published_key(key: str, dataset: str) -> str | None:
+def published_key(key: str, dataset: str, available=None) -> str | None:
     """The published curve of the model on ``dataset`` (data/reference), if transcribed: the same key,
-    or its family's (``lu2022-tinylic-v3`` → ``lu2022-tinylic``)."""
+    or its family's (``lu2022-tinylic-v3`` → ``lu2022-tinylic``). ``available``: the reference keys of
+    ``dataset`` when the caller has read them already."""
     from lic import reference
 
-    try:
-        have = {row["key"] for row in reference.list_references(dataset)}
-    except FileNotFoundError:
-        return None
+    if available is None:
+        try:
+            available = [row["key"] for row in reference.list_references(dataset)]
+        except FileNotFoundError:
+            return None
+    have = set(available)
     for candidate in (key, key.rsplit("-", 1)[0]):
         if candidate in have:
             return candidate
@@ -235,7 +230,7 @@ def summary(key: str, dataset: str, result_file: str | Path):
     cols = [c for c in ("quality", "bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time") if c in res]
     per_q = pd.DataFrame({c: res[c] for c in cols}).set_index("quality")
     refs = compare.load_curves(dataset, ours=False)
-    pub = published_key(key, dataset)
+    pub = published_key(key, dataset, refs)
     curves = {"imported": compare.curve_from_results(key, doc), **refs}
     anchors = [a for a in ("vtm", "bpg444") if a in refs] + ([pub] if pub else [])
     if not anchors:

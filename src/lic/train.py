@@ -213,7 +213,8 @@ def lr_factor(milestones: list[int], gammas: list[float], gamma: float):
 
 
 # ------------------------------------------------------------------------------------ checkpoints
-def _atomic_save(obj, path: Path) -> None:
+def atomic_save(obj, path: Path) -> None:
+    """``torch.save`` to a temporary file, then renamed over ``path``: never a half-written checkpoint."""
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
@@ -432,7 +433,7 @@ def train(key: str, quality: int, params: dict | None, out_dir: Path | None = No
         record = {"model": key, "kwargs": r["kwargs"], "quality": quality, "state_dict": state_dict,
                   "params": r, "git_sha": git_sha(), "updated": True,
                   "fingerprint": state_fingerprint(state_dict), "steps": step, "world_size": world}
-        _atomic_save(record, final)
+        atomic_save(record, final)
     if world > 1:
         dist.barrier()
     return final
@@ -452,7 +453,7 @@ def _checkpoint(path, model, optimizer, aux_optimizer, scheduler, step, rhash, r
         dist.all_gather_object(gathered, rng)
         rng = gathered
     if rank == 0:
-        _atomic_save({"state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
+        atomic_save({"state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
                       "aux_optimizer": aux_optimizer.state_dict() if aux_optimizer else None,
                       "scheduler": scheduler.state_dict(), "step": step, "rng": rng, "stage": stage,
                       "recipe_hash": rhash}, path)
