@@ -220,3 +220,27 @@ def test_stage_plan_skips_stages_without_parameters():
     with pytest.raises(ValueError, match="unknown training stages"):
         train.stage_plan(Staged(), {"z": 1})
     assert train.stage_plan(Staged(), {}) == []
+
+
+def test_out_for_a_quality_the_profile_does_not_train_is_refused(in_tiny_project, tmp_path, capsys):
+    """lic train --out DIR (with params.yaml or a recipe file) for an inactive quality: one-line error, exit 2,
+    nothing in DIR and no placeholder written in the pipeline's folder instead."""
+    from lic import cli, recipes
+
+    root, params = in_tiny_project
+    inactive = next(q for q in params["train"]["qualities"] if q not in params["train"]["active_qualities"])
+    pipeline_dir = root / "checkpoints" / "minnen2018-mean" / f"q{inactive}"
+    before = sorted(p.name for p in pipeline_dir.rglob("*")) if pipeline_dir.exists() else None
+    recipe_file = tmp_path / "q.json"
+    recipe_file.write_text(json.dumps(recipes.resolve(params, "minnen2018-mean", inactive)))
+    for extra in ([], ["--recipe", str(recipe_file)]):
+        capsys.readouterr()
+        code = cli.main(["train", "minnen2018-mean", "--quality", str(inactive), "--out", str(tmp_path / "run"),
+                         "--quiet", *extra])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and "not trained by profile" in err, err
+        assert not (tmp_path / "run").exists()
+        after = sorted(p.name for p in pipeline_dir.rglob("*")) if pipeline_dir.exists() else None
+        assert after == before
+    with pytest.raises(ValueError, match="nothing written"):
+        train.main("minnen2018-mean", inactive, params, progress=False, out_dir=tmp_path / "run")

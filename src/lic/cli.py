@@ -71,7 +71,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if not resolved["active"]:
             from lic import placeholder  # no torch import for a quality the profile skips
 
-            placeholder.skip(args.model, quality, resolved["profile"], resolved["active_qualities"])
+            placeholder.skip(args.model, quality, resolved["profile"], resolved["active_qualities"], args.out)
             return 0
         from lic.train import main
 
@@ -84,7 +84,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         # the profile does not train this quality: placeholders, without importing torch (lic.placeholder)
         from lic import placeholder
 
-        placeholder.skip(args.model, quality, params["profile"], params["train"]["active_qualities"])
+        placeholder.skip(args.model, quality, params["profile"], params["train"]["active_qualities"], args.out)
         return 0
     from lic.train import main
 

@@ -45,12 +45,24 @@ def write_inactive(out_dir: Path, key: str, quality: int, profile: str, active: 
     return out_dir / "model.pt"
 
 
-def skip(key: str, quality: int, profile: str, active: list[int]) -> Path:
+class InactiveQuality(ValueError):
+    """``lic train --out DIR`` for a quality the profile does not train (a one-line error)."""
+
+
+def skip(key: str, quality: int, profile: str, active: list[int], out_dir: str | Path | None = None) -> Path:
     """What ``lic train`` does for a quality the profile does not train: the placeholders in the run's
     folder (``checkpoints/<key>/q<quality>``) and one line saying so. Used by the CLI (which then never
-    imports torch) and by :func:`lic.train.main`."""
+    imports torch) and by :func:`lic.train.main`.
+
+    ``out_dir`` (``lic train --out DIR``, a run outside the pipeline) raises :class:`InactiveQuality`
+    instead: such a run exists to produce weights in DIR, a placeholder there would be a model.pt that
+    no command can load, and one in the pipeline's folder would be written where the user did not ask."""
     from lic import paths
 
+    if out_dir is not None:
+        raise InactiveQuality(f"{key} q{quality} is not trained by profile {profile!r} (active qualities "
+                              f"{list(active)}): nothing written to {out_dir}; use a profile that trains it "
+                              f"(--profile paper) or add {quality} to train.{profile}.active_qualities")
     path = write_inactive(paths.CHECKPOINTS / key / f"q{quality}", key, quality, profile, active)
     print(f"[train] {key} q{quality}: not trained by profile {profile!r} (active qualities {list(active)}); "
           f"placeholder {path}")

@@ -475,9 +475,9 @@ def main(key: str, quality: int, params: dict | None, progress: bool = True, res
     """
     if resolved is not None:
         if not resolved["active"]:
-            return placeholder.skip(key, quality, resolved["profile"], resolved["active_qualities"])
+            return placeholder.skip(key, quality, resolved["profile"], resolved["active_qualities"], out_dir)
     elif not is_active(params, quality):
-        return placeholder.skip(key, quality, params["profile"], params["train"]["active_qualities"])
+        return placeholder.skip(key, quality, params["profile"], params["train"]["active_qualities"], out_dir)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
