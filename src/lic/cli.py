@@ -174,14 +174,14 @@ def _cmd_compress(args: argparse.Namespace) -> int:
 
     from lic.codec import encode, load_checkpoint, read_image
 
+    with warnings.catch_warnings(record=True) as caught:  # the image first: a bad one fails before the model loads
+        warnings.simplefilter("always")
+        img = read_image(args.input, max_pixels=args.max_pixels)
+    for w in caught:
+        print(f"lic: warning: {' '.join(str(w.message).split())}", file=sys.stderr)
     loaded = load_checkpoint(args.checkpoint)
     if args.model and args.model != loaded.key:
         raise ValueError(f"--model {args.model} but {args.checkpoint} holds a {loaded.key!r} model")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        img = read_image(args.input)
-    for w in caught:
-        print(f"lic: warning: {w.message}", file=sys.stderr)
     enc = encode(loaded, img, estimate=False)
     out = Path(args.output)
     tmp = out.with_name(out.name + ".tmp")
@@ -201,7 +201,7 @@ def _cmd_decompress(args: argparse.Namespace) -> int:
     data = Path(args.input).read_bytes()
     header = parse(data)
     loaded = load_checkpoint(args.checkpoint)
-    img = decode(loaded, data)
+    img = decode(loaded, data, max_pixels=args.max_pixels)
     write_image(args.output, img)
     print(f"{args.output}: {header.width}x{header.height} from {header.key} q{header.quality}")
     return 0
@@ -275,6 +275,24 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _max_pixels_option(p: argparse.ArgumentParser, what: str) -> None:
+    from lic.limits import DEFAULT_MAX_PIXELS
+
+    p.add_argument("--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS, metavar="N",
+                   help=f"{what} (default 2^28 = {DEFAULT_MAX_PIXELS:,} pixels, e.g. 16384x16384; memory use "
+                        f"grows with the image size)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lic", description="lic-repro: learned image compression "
                                      "replications (HPCM, TinyLIC, TCM/CGOO)")
@@ -342,12 +360,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output")
     p.add_argument("--checkpoint", required=True, help="a model.pt written by `lic train`")
     p.add_argument("--model", default=None, help="registry key (checked against the checkpoint)")
+    _max_pixels_option(p, "refuse a larger input image, before decoding its pixels")
     p.set_defaults(func=_cmd_compress)
 
     p = sub.add_parser("decompress", help="decode a bitstream file into a PNG")
     p.add_argument("input")
     p.add_argument("output")
     p.add_argument("--checkpoint", required=True, help="the checkpoint that encoded the file")
+    _max_pixels_option(p, "refuse a bitstream whose header declares a larger image, before decoding it")
     p.set_defaults(func=_cmd_decompress)
 
     p = sub.add_parser("complexity", help="params and kMACs/pixel of every evaluated model -> results/complexity.json")

@@ -10,22 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from lic.entropy.container import Bitstream, BitstreamError, parse
+from lic.images import ImageError, read_image  # noqa: F401  (codec.read_image / codec.ImageError: the API)
+from lic.limits import DEFAULT_MAX_PIXELS, check_pixels
 from lic.metrics import to_tensor, to_uint8
 from lic.models import registry
-
-
-class ImageError(ValueError):
-    """An input image cannot be read or used."""
 
 
 class CheckpointError(ValueError):
@@ -91,33 +88,6 @@ def load_checkpoint(path: str | Path, device: str = "cpu", *, as_key: str | None
     quality = record.get("quality", 0)
     quality = quality if isinstance(quality, int) else 0  # 0: the shared initialisation ("base")
     return LoadedModel(model, record["model"], quality, bytes(fp), record)
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """Read any image Pillow can open as (H, W, 3) uint8 RGB, warning when it is converted."""
-    path = Path(path)
-    try:
-        with Image.open(path) as im:
-            im.load()
-            mode = im.mode
-            if mode in ("I;16", "I;16B", "I;16L", "I"):
-                warnings.warn(f"{path.name}: 16-bit image converted to 8-bit RGB", stacklevel=2)
-                arr = np.asarray(im, dtype=np.float64)
-                peak = 65535.0 if arr.max() > 255 else 255.0
-                arr = np.clip(arr / peak * 255 + 0.5, 0, 255).astype(np.uint8)
-                return np.repeat(arr[..., None], 3, axis=2)
-            if mode != "RGB":
-                warnings.warn(f"{path.name}: {mode} image converted to RGB"
-                              + (" (alpha dropped)" if "A" in mode else ""), stacklevel=2)
-                im = im.convert("RGB")
-            arr = np.asarray(im, dtype=np.uint8)
-    except FileNotFoundError:
-        raise ImageError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise ImageError(f"{path}: not a readable image ({e})") from e
-    if arr.ndim != 3 or arr.shape[2] != 3 or min(arr.shape[:2]) < 1:
-        raise ImageError(f"{path}: unsupported image shape {arr.shape}")
-    return np.ascontiguousarray(arr)
 
 
 def write_image(path: str | Path, img: np.ndarray) -> None:
@@ -208,9 +178,13 @@ def _to_image(loaded: LoadedModel, x_hat: torch.Tensor, height: int, width: int)
 
 
 @torch.no_grad()
-def decode(loaded: LoadedModel, data: bytes) -> np.ndarray:
-    """Decode container bytes with ``loaded`` into an (H, W, 3) uint8 image."""
+def decode(loaded: LoadedModel, data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode container bytes with ``loaded`` into an (H, W, 3) uint8 image.
+
+    ``max_pixels``: the largest image the caller accepts (:mod:`lic.limits`, ``--max-pixels``); a header
+    declaring more is refused before anything is decoded."""
     bs = parse(data)
+    check_pixels(bs.height, bs.width, max_pixels, what="bitstream image")
     if bs.key != loaded.key:
         raise BitstreamError(f"bitstream was made by model {bs.key!r}, but the checkpoint is a {loaded.key!r}")
     if bs.fingerprint != loaded.fingerprint:
