@@ -18,15 +18,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from lic.checkpoints import CheckpointError
+from lic.checkpoints import load as load_record
 from lic.entropy.container import Bitstream, BitstreamError, parse
 from lic.images import ImageError, read_image  # noqa: F401  (codec.read_image / codec.ImageError: the API)
 from lic.limits import DEFAULT_MAX_PIXELS, check_pixels
 from lic.metrics import to_tensor, to_uint8
 from lic.models import registry
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is missing, unreadable or not a lic checkpoint."""
 
 
 def state_fingerprint(state_dict: dict) -> bytes:
@@ -71,10 +69,7 @@ def load_checkpoint(path: str | Path, device: str = "cpu", *, as_key: str | None
         note = placeholder.read(path)
         raise CheckpointError(f"{path} is a placeholder: quality {note['quality']} of {note['model']} is not trained "
                               f"by profile {note['profile']!r} (train.{note['profile']}.active_qualities)")
-    try:
-        record = torch.load(path, map_location=device, weights_only=False)
-    except Exception as e:
-        raise CheckpointError(f"cannot read checkpoint {path}: {e}") from e
+    record = load_record(path, map_location=device)  # weights only: no code in the file runs
     if not isinstance(record, dict) or not {"model", "kwargs", "state_dict"} <= set(record):
         raise CheckpointError(f"{path} is not a lic checkpoint (needs model, kwargs, state_dict)")
     if as_key is not None:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from lic import checkpoints
 from lic.codec import CheckpointError, state_fingerprint
 from lic.data.download import sha256sum
 from lic.models import registry
@@ -185,10 +186,7 @@ def checkpoint_quality(path: str | Path, key: str | None = None) -> int:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        record = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-    except Exception as e:
-        raise CheckpointError(f"cannot read checkpoint {path}: {e}") from e
+    record = checkpoints.load(path, mmap=True)  # weights only, tensors not read
     if not isinstance(record, dict) or not isinstance(record.get("quality"), int):
         raise CheckpointError(f"{path} is not a lic checkpoint of one quality (lic import-official writes them)")
     if key is not None and record.get("model") != key:

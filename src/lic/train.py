@@ -35,7 +35,7 @@ import torch.nn as nn
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from lic import paths, placeholder
+from lic import checkpoints, paths, placeholder
 from lic.codec import state_fingerprint
 from lic.data.prepare import load_manifest
 from lic.models import registry
@@ -221,13 +221,18 @@ def atomic_save(obj, path: Path) -> None:
 
 
 def _rng_state() -> dict:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+    """Every RNG's state as tensors and plain data (numpy's keys as a list: read with weights_only=True
+    and no allow-list, :mod:`lic.checkpoints`)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"python": random.getstate(), "numpy": (name, keys.tolist(), pos, has_gauss, cached),
+            "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
 
 
 def _set_rng_state(s: dict) -> None:
     random.setstate(s["python"])
-    np.random.set_state(s["numpy"])
+    name, keys, pos, has_gauss, cached = s["numpy"]  # keys: a list, or an ndarray in older last.pt files
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(s["torch"])
     if s.get("cuda") and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(s["cuda"])
@@ -266,7 +271,7 @@ def train(key: str, quality: int, params: dict | None, out_dir: Path | None = No
         if not init_path.exists():
             raise FileNotFoundError(f"{init_path} missing: run `lic train {key} --base` (the stage "
                                     f"train_reference_base@{key}) first")
-        init = torch.load(init_path, map_location="cpu", weights_only=False)
+        init = checkpoints.load(init_path)
         r["init_fingerprint"] = init["fingerprint"].hex()
     if t["threads"]:
         torch.set_num_threads(t["threads"])
@@ -288,7 +293,7 @@ def train(key: str, quality: int, params: dict | None, out_dir: Path | None = No
             raise FileNotFoundError(f"{src} missing: {key} builds on {r['init_from']}; train it first")
         if placeholder.is_placeholder(src):
             raise FileNotFoundError(f"{src} is a placeholder ({r['init_from']} q{quality} is not trained by this profile)")
-        base_rec = torch.load(src, map_location="cpu", weights_only=False)
+        base_rec = checkpoints.load(src)
         model.load_base_state_dict(base_rec["state_dict"])
         r["init_from_fingerprint"] = base_rec["fingerprint"].hex()
     # Staged training (CGOO: ddt -> msc -> codebook_warmup -> codebook): train.stages = {stage: steps}; each
@@ -316,7 +321,7 @@ def train(key: str, quality: int, params: dict | None, out_dir: Path | None = No
     if last.exists() and placeholder.is_placeholder(last):  # a profile that did not train this quality
         last.unlink()
     if last.exists():
-        state = torch.load(last, map_location=device, weights_only=False)
+        state = checkpoints.load(last, map_location=device, numpy_rng=True)
         if state.get("recipe_hash") == rhash:
             model.load_state_dict(state["state_dict"])
             start = state["step"]
@@ -441,7 +446,7 @@ def train(key: str, quality: int, params: dict | None, out_dir: Path | None = No
 
 def _saved_step(path: Path) -> int | str:
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)["step"]
+        return checkpoints.load(path, numpy_rng=True)["step"]
     except Exception:
         return "unknown"
 
