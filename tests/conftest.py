@@ -23,6 +23,9 @@ class FileServer:
 
     ``drop_after[name] = n``: the next request for ``name`` sends its headers (full length) and
     only ``n`` bytes of the body, then closes the connection. ``ignore_range``: answer 200 to Range.
+    Faults of a server that lies: names in ``omit_length`` get no Content-Length (the body ends when the
+    connection closes); names in ``range_from_zero`` answer a Range request with a 206 whose body (and
+    Content-Range) restarts at byte 0; ``trailing[name]`` is sent after the body, beyond its length.
     Every request's path and Range header is logged in ``requests``.
     """
 
@@ -30,6 +33,9 @@ class FileServer:
         self.files: dict[str, bytes] = {}
         self.drop_after: dict[str, int] = {}
         self.ignore_range = False
+        self.omit_length: set[str] = set()
+        self.range_from_zero: set[str] = set()
+        self.trailing: dict[str, bytes] = {}
         self.requests: list[tuple[str, str | None]] = []
         server = self
 
@@ -53,12 +59,15 @@ class FileServer:
                         self.send_header("Content-Range", f"bytes */{len(body)}")
                         self.end_headers()
                         return
+                    if name in server.range_from_zero:
+                        start = 0
                     self.send_response(206)
                     self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
                 else:
                     self.send_response(200)
                 chunk = body[start:]
-                self.send_header("Content-Length", str(len(chunk)))
+                if name not in server.omit_length:
+                    self.send_header("Content-Length", str(len(chunk)))
                 self.send_header("Accept-Ranges", "bytes")
                 self.end_headers()
                 n = server.drop_after.pop(name, None)
@@ -68,7 +77,7 @@ class FileServer:
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return
-                self.wfile.write(chunk)
+                self.wfile.write(chunk + server.trailing.get(name, b""))
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)

@@ -109,3 +109,100 @@ def test_wrong_size_is_a_checksum_error(http_server, tmp_path):
     http_server.files["a.bin"] = BODY
     with pytest.raises(ChecksumError, match="size"):
         download(http_server.url("a.bin"), tmp_path / "a.bin", None, len(BODY) + 1, progress=False)
+
+
+# ------------------------------------------------------------------ servers that cut, lie and omit lengths
+def test_cut_off_without_content_length_is_never_accepted(http_server, tmp_path):
+    """No published checksum or size (tecnick) and no Content-Length: a body that just stops is kept in
+    .part, not promoted; the next run resumes, and the server's Content-Range then confirms the length."""
+    http_server.files["a.bin"] = BODY
+    http_server.omit_length.add("a.bin")
+    http_server.drop_after["a.bin"] = 300_000
+    dest, part = tmp_path / "a.bin", tmp_path / "a.bin.part"
+    with pytest.raises(DownloadError, match="did not state the file's length"):
+        download(http_server.url("a.bin"), dest, progress=False)
+    assert not dest.exists() and part.read_bytes() == BODY[:300_000]
+    out = download(http_server.url("a.bin"), dest, progress=False)
+    assert out.read_bytes() == BODY and not part.exists()
+    assert http_server.ranges("a.bin")[-1] == "bytes=300000-"
+
+
+def test_whole_body_without_any_length_is_not_accepted_either(http_server, tmp_path):
+    http_server.files["a.bin"] = BODY
+    http_server.omit_length.add("a.bin")
+    http_server.ignore_range = True  # and no Content-Range ever: nothing confirms the length
+    for _ in range(2):
+        with pytest.raises(DownloadError, match="kept in .*a.bin.part, not used"):
+            download(http_server.url("a.bin"), tmp_path / "a.bin", progress=False)
+        assert not (tmp_path / "a.bin").exists()
+    # with the published size (or checksum) the same body is verifiable, and accepted
+    assert download(http_server.url("a.bin"), tmp_path / "a.bin", None, len(BODY), progress=False).read_bytes() == BODY
+
+
+def test_206_that_restarts_at_byte_0_restarts_cleanly(http_server, tmp_path):
+    http_server.files["a.bin"] = BODY
+    http_server.range_from_zero.add("a.bin")
+    (tmp_path / "a.bin.part").write_bytes(BODY[:1000])
+    out = download(http_server.url("a.bin"), tmp_path / "a.bin", retries=1, backoff_s=0, progress=False)
+    assert out.read_bytes() == BODY
+    assert http_server.ranges("a.bin") == ["bytes=1000-", None]
+
+
+def test_206_that_restarts_at_byte_0_with_no_retry_left_keeps_nothing(http_server, tmp_path):
+    http_server.files["a.bin"] = BODY
+    http_server.range_from_zero.add("a.bin")
+    (tmp_path / "a.bin.part").write_bytes(BODY[:1000])
+    with pytest.raises(DownloadError, match="asked for the bytes from 1000.*Content-Range 'bytes 0-"):
+        download(http_server.url("a.bin"), tmp_path / "a.bin", retries=0, progress=False)
+    assert not (tmp_path / "a.bin").exists() and not (tmp_path / "a.bin.part").exists()
+
+
+def test_truncated_file_at_the_destination_without_checksum_is_completed_not_trusted(http_server, tmp_path):
+    http_server.files["a.bin"] = BODY
+    dest = tmp_path / "a.bin"
+    dest.write_bytes(BODY[:5000])
+    assert download(http_server.url("a.bin"), dest, progress=False).read_bytes() == BODY
+    assert http_server.ranges("a.bin") == ["bytes=5000-"]
+    dest.write_bytes(BODY + b"junk")  # longer than the server's file: refused (416), downloaded again
+    assert download(http_server.url("a.bin"), dest, retries=1, backoff_s=0, progress=False).read_bytes() == BODY
+
+
+def test_whole_file_at_the_destination_without_checksum_is_confirmed_by_the_server(http_server, tmp_path):
+    http_server.files["a.bin"] = BODY
+    dest = tmp_path / "a.bin"
+    dest.write_bytes(BODY)
+    assert download(http_server.url("a.bin"), dest, progress=False).read_bytes() == BODY
+    assert http_server.ranges("a.bin") == [f"bytes={len(BODY)}-"]  # answered 416 */len: nothing re-sent
+
+
+def test_unverifiable_destination_offline_is_not_accepted(closed_port, tmp_path):
+    dest = tmp_path / "a.bin"
+    dest.write_bytes(BODY[:5000])
+    with pytest.raises(OfflineError, match="write its sha256"):
+        download(f"http://127.0.0.1:{closed_port}/a.bin", dest, retries=0, timeout_s=2, progress=False)
+    assert dest.read_bytes() == BODY[:5000] and not (tmp_path / "a.bin.part").exists()  # left as it was
+
+
+def test_server_length_other_than_the_published_size_is_refused(http_server, tmp_path):
+    http_server.files["a.bin"] = BODY + b"x" * 100  # overlong file, Content-Length says so
+    with pytest.raises(ChecksumError, match=f"size {len(BODY) + 100} bytes, expected size {len(BODY)}"):
+        download(http_server.url("a.bin"), tmp_path / "a.bin", None, len(BODY), progress=False)
+    assert not (tmp_path / "a.bin").exists() and not (tmp_path / "a.bin.part").exists()
+
+
+def test_bytes_beyond_the_length_are_never_kept(http_server, tmp_path):
+    http_server.files["a.bin"] = BODY
+    http_server.trailing["a.bin"] = b"garbage after the body"
+    assert download(http_server.url("a.bin"), tmp_path / "a.bin", progress=False).read_bytes() == BODY
+    http_server.omit_length.add("a.bin")  # no Content-Length: the published size bounds the body
+    with pytest.raises(DownloadError, match="more than the 1048576 bytes"):
+        download(http_server.url("a.bin"), tmp_path / "b.bin", None, len(BODY), progress=False)
+    assert not (tmp_path / "b.bin").exists() and not (tmp_path / "b.bin.part").exists()
+
+
+def test_cut_off_with_content_length_is_resumed_not_accepted(http_server, tmp_path):
+    http_server.files["a.bin"] = BODY
+    http_server.drop_after["a.bin"] = 300_000
+    with pytest.raises(DownloadError, match="interrupted"):
+        download(http_server.url("a.bin"), tmp_path / "a.bin", retries=0, progress=False)
+    assert not (tmp_path / "a.bin").exists() and (tmp_path / "a.bin.part").stat().st_size == 300_000

@@ -96,6 +96,29 @@ def test_unpublished_checksum_is_pinned_on_first_download(project_root, http_ser
         prep.prepare("toy-tofu", progress=False)
 
 
+def test_unpublished_checksum_is_pinned_only_after_a_confirmed_length(project_root, http_server, monkeypatch):
+    """Trust on first use needs a whole first download: a transfer cut off without Content-Length, or a
+    truncated file already in data/raw, is never pinned; the pin is the sha256 of the server's whole file."""
+    from lic.data.download import DownloadError
+
+    body = _png(64, 64, 5)
+    http_server.files["k1.png"] = body
+    ds = registry.Dataset(name="toy-tofu", description="toy",
+                          files=(registry.RemoteFile(http_server.url("k1.png"), "k1.png", None),))
+    monkeypatch.setitem(registry.DATASETS, ds.name, ds)
+    pin = prep.raw_dir("toy-tofu") / "k1.png.sha256"
+    http_server.omit_length.add("k1.png")
+    http_server.drop_after["k1.png"] = 100
+    with pytest.raises(DownloadError, match="did not state the file's length"):
+        prep.fetch(ds, progress=False, retries=0)
+    assert not pin.exists() and not (prep.raw_dir("toy-tofu") / "k1.png").exists()
+    http_server.omit_length.clear()
+    (prep.raw_dir("toy-tofu") / "k1.png.part").rename(prep.raw_dir("toy-tofu") / "k1.png")  # truncated, in place
+    prep.fetch(ds, progress=False, retries=0)
+    assert pin.read_text().split()[0] == hashlib.sha256(body).hexdigest()
+    assert (prep.raw_dir("toy-tofu") / "k1.png").read_bytes() == body
+
+
 def test_sample_dataset_needs_no_network(project_root):
     manifest = prep.stage("sample", _params(), progress=False)
     assert manifest["count"] == registry.get("sample").expected_count == 4

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import os
 import shutil
 import tempfile
 import zipfile
@@ -46,7 +47,10 @@ def fetch(ds: registry.Dataset, *, progress: bool = True, retries: int = 3,
     """Download (or verify what is there) every raw file of ``ds``; return their paths.
 
     Files with no published checksum are pinned on first download: the sha256 is written next to
-    the file and every later run verifies against it (trust on first use, stated in the log).
+    the file and every later run verifies against it (trust on first use, stated in the log). The first
+    download is a whole one: :func:`~lic.data.download.download` promotes such a file only once the server
+    has stated its length and every byte of it arrived (a file found in place without a pin is completed
+    or confirmed by the server first).
     """
     out = []
     for f in ds.files:
@@ -58,7 +62,9 @@ def fetch(ds: registry.Dataset, *, progress: bool = True, retries: int = 3,
         download(f.url, dest, expected, f.size, progress=progress, retries=retries, timeout_s=timeout_s)
         if f.sha256 is None and not pin.exists():
             digest = sha256sum(dest)
-            pin.write_text(f"{digest}  {f.name}\n")
+            tmp = pin.with_name(pin.name + ".tmp")
+            tmp.write_text(f"{digest}  {f.name}\n")
+            os.replace(tmp, pin)
             print(f"[data] {ds.name}: no published checksum for {f.name}; recorded sha256 {digest} "
                   f"in {pin.relative_to(paths.ROOT)}")
         out.append(dest)
