@@ -3,8 +3,8 @@
 The cap (``max_pixels``, :data:`lic.limits.DEFAULT_MAX_PIXELS`, ``--max-pixels``) is checked on the size the
 file declares, right after Pillow has read the header and before any pixel is decoded, so a small file that
 declares a huge image (a decompression bomb) is refused without allocating it. Pillow's own bomb check is
-held to the same cap while the file is read (it also guards GIF frames, ICO/ICNS sub-images), and its
-``DecompressionBombError`` becomes a one-line :class:`~lic.limits.LimitError`.
+then held to the same cap while the pixels are read (it also sizes GIF frames and ICO/ICNS sub-images), and
+its ``DecompressionBombError`` becomes a one-line :class:`~lic.limits.LimitError` too.
 
 Everything that changes the pixels the user sees in a viewer is said with a ``UserWarning`` (the CLI prints
 each as one line): a conversion to RGB (grey, palette, CMYK, alpha dropped), a 16-bit image reduced to
@@ -33,17 +33,23 @@ class ImageError(ValueError):
 
 
 @contextlib.contextmanager
-def _pillow_cap(max_pixels: int):
-    """Pillow's bomb check at ``max_pixels`` while the file is read: it raises above 2 x MAX_IMAGE_PIXELS, so
-    MAX_IMAGE_PIXELS is half the cap (rounded up; :func:`check_pixels` is exact) and its warning is silenced."""
+def _pillow_cap():
+    """Pillow's own bomb check switched off while the header is read (:func:`check_pixels` checks the
+    declared size next, with its one-line message) and restored afterwards; :func:`_hold_pillow_to` then
+    holds it to the cap for what Pillow sizes while decoding (GIF frames, ICO/ICNS sub-images)."""
     old = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = (max_pixels + 1) // 2
+    Image.MAX_IMAGE_PIXELS = None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             yield
     finally:
         Image.MAX_IMAGE_PIXELS = old
+
+
+def _hold_pillow_to(max_pixels: int) -> None:
+    """Pillow raises above 2 x MAX_IMAGE_PIXELS: half the cap, rounded up (its warning is ignored)."""
+    Image.MAX_IMAGE_PIXELS = (max_pixels + 1) // 2
 
 
 def _sixteen_bit(im: Image.Image) -> bool:
@@ -68,11 +74,12 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
     path = Path(path)
     name = path.name
     try:
-        with _pillow_cap(max_pixels), Image.open(path) as im:
+        with _pillow_cap(), Image.open(path) as im:
             try:
                 check_pixels(im.height, im.width, max_pixels)
             except LimitError as e:
                 raise LimitError(f"{path}: {e}") from None
+            _hold_pillow_to(max_pixels)
             frames = getattr(im, "n_frames", 1) if getattr(im, "is_animated", False) else 1
             if frames > 1:
                 warnings.warn(f"{name}: animated or multi-page image ({frames} frames); only the first frame "
