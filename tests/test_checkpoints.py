@@ -40,7 +40,8 @@ def test_a_checkpoint_that_runs_code_is_refused_without_running_it(evil):
     path, marker = evil
     for load in (lambda: checkpoints.load(path), lambda: checkpoints.load(path, numpy_rng=True),
                  lambda: official.checkpoint_quality(path)):
-        with pytest.raises(CheckpointError, match="refused to load checkpoint .*evil.pt: its pickle would call .*pathlib"):
+        with pytest.raises(CheckpointError, match="refused to load checkpoint .*evil.pt: its pickle would call "
+                                                  ".*pathlib"):
             load()
     assert not marker.exists()
 
