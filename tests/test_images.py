@@ -172,3 +172,13 @@ def test_cli_prints_each_warning_as_one_line(in_tiny_project, tmp_path, capsys):
     warned = [line for line in lines if line.startswith("lic: warning:")]
     assert len(warned) == 2 and any("EXIF orientation 3" in w for w in warned) \
         and any("alpha dropped" in w for w in warned), lines
+
+
+def test_gif_whose_first_frame_outgrows_its_screen_is_capped(tmp_path):
+    """An 8x8 GIF screen with a 20000x20000 first frame: Pillow enlarges the image to the frame while reading
+    the header; the cap sees that size, before any pixel is decoded."""
+    gif = (b"GIF89a" + struct.pack("<HHBBB", 8, 8, 0x80, 0, 0) + b"\0\0\0\xff\xff\xff"
+           + b"\x2c" + struct.pack("<HHHHB", 0, 0, 20000, 20000, 0) + b"\x02\x02\x4c\x01\x00" + b"\x3b")
+    (tmp_path / "wide.gif").write_bytes(gif)
+    with pytest.raises(LimitError, match="wide.gif: image of 20000x20000 = 400,000,000 pixels"):
+        read_image(tmp_path / "wide.gif")
