@@ -367,6 +367,7 @@ def test_bench_hpcm_attention_times_both_orders_and_compares_their_outputs(tmp_p
 
     rec = b.main(["--out", str(tmp_path / "a.json"), "--repeats", "2"])
     saved = json.loads((tmp_path / "a.json").read_text())
+    assert saved["kind"] == "hpcm-attention-order"
     assert [c["stage"] for c in saved["cases"]] == ["s1", "s2", "s3"] and saved["device"]["cpu"]
     for c in rec["cases"]:
         assert c["window_then_project_ms"] > 0 and c["project_then_window_ms"] > 0

@@ -119,7 +119,8 @@ def model_share(key: str = "li2025-hpcm-base", size=(512, 768), seed: int = 0) -
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=Path("results/bench/hpcm_attention_order.json"))
+    ap.add_argument("--out", type=Path, default=Path("results/bench/hpcm_attention/this-machine.json"),
+                    help="JSON path (a subfolder: results/bench/*.json are lic bench records)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
@@ -130,7 +131,7 @@ def main(argv=None) -> dict:
         torch.set_num_threads(args.threads)
     rows = measure(repeats=args.repeats, device=args.device)
     total = {k: sum(r[f"{k}_ms"] for r in rows) for k in ("window_then_project", "project_then_window")}
-    rec = {"what": "HPCM attention cell, the authors' order (windows, then 1x1 projections) vs lic's "
+    rec = {"kind": "hpcm-attention-order", "what": "HPCM attention cell, the authors' order (windows, then 1x1 projections) vs lic's "
                    "former order (projections on the whole map, then windows); cell inputs of a 768x512 image",
            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
            "device": {**device_info(), "torch_device": args.device, "torch_threads": torch.get_num_threads()},
