@@ -358,3 +358,18 @@ def test_training_options_record_a_known_crash_as_skipped(monkeypatch):
                         "train_warmup": 0}, "models": {"minnen2018-mean": {"kwargs": {"N": 16, "M": 24}}}}
     rows = bench.training_options("minnen2018-mean", params, torch.device("cpu"), {"steps_per_s": 1.0}, progress=False)
     assert rows == [{"option": "channels_last", "error": "skipped: known crash (test)", "skipped": True}]
+
+
+def test_bench_hpcm_attention_times_both_orders_and_compares_their_outputs(tmp_path):
+    """python -m lic.bench_hpcm_attention: a record with both orders' medians per HPCM cell input of a
+    768x512 image, their ratio, and how far apart their outputs are (float rounding only)."""
+    from lic import bench_hpcm_attention as b
+
+    rec = b.main(["--out", str(tmp_path / "a.json"), "--repeats", "2"])
+    saved = json.loads((tmp_path / "a.json").read_text())
+    assert saved["kind"] == "hpcm-attention-order"
+    assert [c["stage"] for c in saved["cases"]] == ["s1", "s2", "s3"] and saved["device"]["cpu"]
+    for c in rec["cases"]:
+        assert c["window_then_project_ms"] > 0 and c["project_then_window_ms"] > 0
+        assert c["max_abs_diff"] < 1e-4  # the same function: only float rounding apart
+        assert c["outputs_bit_identical"] == (c["max_abs_diff"] == 0)

@@ -37,6 +37,38 @@ def test_round_trip_equals_forward_reconstruction_at_any_size(loaded, h, w):
     assert np.mean(forward == enc.reconstruction) > 0.99
 
 
+def test_centred_zero_padding_round_trips_and_crops_where_the_image_is(loaded, in_tiny_project):
+    """The authors' padding (lic evaluate --protocol authors): zeros centred around the image, the odd
+    pixel right / bottom, as their scripts' F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2));
+    a model loaded with that padding crops the same place, one loaded with the pipeline's does not."""
+    img = _photo(45, 67)
+    centre = codec.Padding("centre-zeros", 128)  # minnen2018's own multiple is 64
+    x = codec.pad(to_tensor(img), loaded.pad_multiple, centre)
+    assert x.shape[-2:] == (128, 128)
+    top, left = (128 - 45) // 2, (128 - 67) // 2  # 41, 30
+    assert centre.offsets(45, 67, loaded.pad_multiple) == (top, left)
+    assert torch.equal(x[..., top:top + 45, left:left + 67], to_tensor(img))
+    border = x.clone()
+    border[..., top:top + 45, left:left + 67] = 0
+    assert not border.any()
+    loaded.padding = centre
+    enc = codec.encode(loaded, img)
+    assert np.array_equal(codec.decode(loaded, enc.data), enc.reconstruction)
+    with torch.no_grad():
+        x_hat = loaded.model(x)["x_hat"]
+    forward = to_uint8(x_hat.clamp(0, 1)[..., top:top + 45, left:left + 67])
+    assert np.abs(forward.astype(int) - enc.reconstruction.astype(int)).max() <= 1
+    root, _ = in_tiny_project
+    edge = codec.load_checkpoint(root / "checkpoints/minnen2018-mean/q6/model.pt")
+    assert not np.array_equal(codec.decode(edge, enc.data), enc.reconstruction)
+    # the same image with the pipeline's padding: other streams
+    assert codec.encode(loaded, img, padding=codec.EDGE).data != enc.data
+    with pytest.raises(ValueError, match="not a multiple of"):
+        codec.encode(loaded, img, padding=codec.Padding("centre-zeros", 96))
+    with pytest.raises(ValueError, match="padding mode"):
+        codec.Padding("reflect")
+
+
 def test_header_records_the_image_and_model(loaded):
     enc = codec.encode(loaded, _photo())
     bs = parse(enc.data)

@@ -304,3 +304,39 @@ def test_fast_and_compressai_coders_write_the_same_streams_and_decode_each_other
         assert torch.equal(enc_fast["x_hat"], enc_cai["x_hat"])
         dec = other.decompress(enc_fast["strings"], enc_fast["shape"], extra=enc_fast["extra"])["x_hat"]
         assert torch.equal(dec, enc_fast["x_hat"])
+
+
+# ------------------------------------------------------------------ the eval forward follows the encoder's MSC
+@pytest.mark.parametrize("ratio", [0.0, 0.1])
+def test_eval_forward_uses_the_encoders_msc_ratio(trained, ratio):
+    """Issue 17: with one fixed MSC ratio and no other encoder choice (no online steps, Δ = 1), the eval
+    forward codes the same thing as compress: the same reconstruction, and an "msc" rate only when the
+    stream has an MSC part (ratio 0: none, although msc_train_ratio is 0.1), whose estimate is close to
+    the MSC stream's real size."""
+    model = _fresh(trained, online_iters=0, qp_steps=(1.0,), msc_ratios=(ratio,))
+    model.update(force=True)
+    x = to_tensor(skimage.data.astronaut()[200:264, 180:244])
+    with torch.no_grad():
+        out = model(x)
+    enc = model.compress(x)
+    assert ("msc" in out["likelihoods"]) == bool(enc["strings"][3]) == (ratio > 0)
+    dec = _fresh(trained, online_iters=0, qp_steps=(1.0,), msc_ratios=(ratio,))
+    dec.update(force=True)
+    x_dec = dec.decompress(enc["strings"], enc["shape"], extra=enc["extra"])["x_hat"]
+    assert (out["x_hat"].clamp(0, 1) - x_dec).abs().max() < 1e-4
+    if ratio:
+        est = float(-torch.log2(out["likelihoods"]["msc"]).sum()) / 8
+        real = len(enc["strings"][3][0])  # 16 positions, 2 compensated: mostly the rANS flush (4 bytes)
+        assert 0 < est <= real < est + 6
+
+
+def test_eval_forward_picks_one_of_the_encoders_msc_ratios(trained):
+    """With several MSC ratios the eval forward returns the candidate of one of them (the smallest
+    estimated RD cost, as the encoder takes the smallest real one), never msc_train_ratio's by default."""
+    x = to_tensor(skimage.data.astronaut()[200:264, 180:244])
+    with torch.no_grad():
+        both = _fresh(trained, msc_ratios=(0.0, 0.3))(x)
+        single = [_fresh(trained, msc_ratios=(r,))(x) for r in (0.0, 0.3)]
+        train_ratio = _fresh(trained, msc_ratios=(0.1,))(x)
+    assert any(torch.equal(both["x_hat"], s["x_hat"]) for s in single)
+    assert not torch.equal(both["x_hat"], train_ratio["x_hat"])

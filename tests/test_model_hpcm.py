@@ -408,3 +408,32 @@ def test_fast_and_compressai_coders_write_the_same_streams_and_decode_each_other
     assert torch.equal(ref_coder.decompress(enc_fast["strings"], enc_fast["shape"])["x_hat"], ref)
     with pytest.raises(ValueError, match="entropy_coder"):
         tiny(entropy_coder="numpy")
+
+
+@torch.no_grad()
+def test_attention_cell_runs_the_authors_operation_order():
+    """Issue 17: the cell cuts windows first and runs the 1×1 q/k/v convs on the (B·h·w, C, p, p)
+    batch of windows, conv_out on the whole map: bit-identical to that order spelled out here, at the
+    paper's width on S3 of a 768×512 image (where projecting the whole map first differs by ~4e-6)."""
+    import torch.nn.functional as F
+
+    from lic.models.hpcm_layers import CrossAttentionCell
+
+    b, c, H, W, p, heads = 1, 640, 32, 48, 8, 32
+    g = torch.Generator().manual_seed(0)
+    cell = CrossAttentionCell(c, p, heads).eval()
+    for prm in cell.parameters():
+        prm.copy_(0.05 * torch.randn(prm.shape, generator=g))
+    psi, ctx = torch.randn(b, c, H, W, generator=g), torch.randn(b, c, H, W, generator=g)
+
+    def windows(t):
+        return t.reshape(b, c, H // p, p, W // p, p).permute(0, 2, 4, 1, 3, 5).reshape(-1, c, p, p)
+
+    def proj(conv, t):
+        return F.conv2d(windows(t), conv.weight, conv.bias).reshape(-1, heads, c // heads, p * p)
+
+    q, k, v = proj(cell.conv_q, psi).permute(0, 1, 3, 2), proj(cell.conv_k, ctx), proj(cell.conv_v, ctx).permute(0, 1, 3, 2)
+    attn = torch.softmax(torch.matmul(q, k) / math.sqrt(c // heads), dim=-1)
+    out = torch.matmul(attn, v).permute(0, 1, 3, 2).reshape(-1, c, p, p)
+    out = out.reshape(b, H // p, W // p, c, p, p).permute(0, 3, 1, 4, 2, 5).reshape(b, c, H, W)
+    assert torch.equal(cell(psi, ctx), out + F.conv2d(psi, cell.conv_out.weight, cell.conv_out.bias))

@@ -187,6 +187,25 @@ def test_evaluate_imported_checkpoints(in_tiny_project, tmp_path, capsys):
         "astronaut.lic", "chelsea.lic"]
     assert not (root / "results" / key).exists()
     assert "psnr-rgb" in printed and "BD-rate" in printed
+    # released weights: the authors' protocol by default (TCM's eval.py: centred zeros to 128), the
+    # payload's bpp (the coded strings, as the paper counts) beside the file's
+    assert doc["meta"]["protocol"] == "authors" and "compare bpp_payload" in printed
+    assert doc["meta"]["padding"] == {"mode": "centre-zeros", "multiple": 128}
+    assert doc["meta"]["authors_eval_script"].endswith("eval.py")
+    assert all(0 < r["payload_bytes"] < r["bytes"] for r in doc["per_image"])
+    assert all(r["bpp_payload"] < r["bpp"] for r in doc["per_image"])
+    assert "bpp_payload" in printed
+    # the pipeline's protocol on request: edge padding, other streams of the same weights
+    assert cli.main(["evaluate", key, "--checkpoint", str(files[1]), "--dataset", "sample", "--protocol",
+                     "pipeline", "--results", str(tmp_path / "pipe"), "--quiet"]) == 0
+    capsys.readouterr()
+    pipe = json.loads((tmp_path / "pipe" / key / "sample.json").read_text())
+    assert pipe["meta"]["padding"] == {"mode": "edge", "multiple": 128}
+    assert (tmp_path / "pipe" / key / "bitstreams/sample/q6/astronaut.lic").read_bytes() != \
+        (out / key / "bitstreams/sample/q6/astronaut.lic").read_bytes()
+    # --protocol goes with --checkpoint
+    assert cli.main(["evaluate", key, "--protocol", "authors", "--quiet"]) == 2
+    assert "--protocol go with --checkpoint" in capsys.readouterr().err
     # two files of one quality are refused
     assert cli.main(["evaluate", key, "--checkpoint", str(files[0]), str(files[0]), "--quiet"]) == 2
     assert "both quality 1" in capsys.readouterr().err
@@ -210,8 +229,17 @@ def test_summary_against_the_published_curves(tmp_path):
     path = write_results("kodak", "li2025-hpcm-base", rows, path=tmp_path / "r.json")
     per_q, bd = official.summary("li2025-hpcm-base", "kodak", path)
     assert list(per_q.index) == list(range(1, len(pub["bpp"]) + 1))
-    assert bd.loc["psnr-rgb", "published li2025-hpcm-base"] == pytest.approx(0, abs=1e-9)
-    assert bd.loc["psnr-rgb", "vtm"] == pytest.approx(-15.3, abs=1.0)
+    assert bd.loc[("psnr-rgb", "bpp"), "published li2025-hpcm-base"] == pytest.approx(0, abs=1e-9)
+    assert bd.loc[("psnr-rgb", "bpp"), "vtm"] == pytest.approx(-15.3, abs=1.0)
+    # with a payload 1 % below the file (the container's header): BD-rates on both rates, the payload's
+    # 1 % lower against every curve
+    for r in rows:
+        r["bpp_payload"] = r["bpp"] * 0.99
+    path = write_results("kodak", "li2025-hpcm-base", rows, path=tmp_path / "r2.json")
+    per_q, bd = official.summary("li2025-hpcm-base", "kodak", path)
+    assert list(per_q.columns[:2]) == ["bpp_payload", "bpp"]
+    assert bd.loc[("psnr-rgb", "bpp_payload"), "published li2025-hpcm-base"] == pytest.approx(-1, abs=1e-6)
+    assert bd.loc[("psnr-rgb", "bpp"), "published li2025-hpcm-base"] == pytest.approx(0, abs=1e-9)
     assert official.published_key("lu2022-tinylic-v3", "kodak") == "lu2022-tinylic"
     assert official.published_key("li2025-hpcm-base", "sample") is None
 

@@ -101,9 +101,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     # and datasets unless --profile says otherwise
     params = load_params(profile=args.profile or ("paper" if args.checkpoint else None))
     if not args.checkpoint:
-        if args.dataset or args.results:
-            raise ValueError("--dataset and --results go with --checkpoint (the pipeline's evaluation "
-                             "takes data.<profile>.eval and writes results/)")
+        if args.dataset or args.results or args.protocol:
+            raise ValueError("--dataset, --results and --protocol go with --checkpoint (the pipeline's "
+                             "evaluation takes data.<profile>.eval, pads by edge replication and writes results/)")
         for path in main(args.model, params, progress=not args.quiet):
             print(f"[evaluate] {path}")
         return 0
@@ -129,10 +129,14 @@ def _evaluate_checkpoints(args: argparse.Namespace, params: dict) -> int:
         by_quality[q] = Path(f)
     root = Path(args.results) if args.results else Path(paths.ROOT) / "imported" / "results"
     datasets = args.dataset or params["data"]["eval"]
+    # released weights: the authors' protocol unless told otherwise; other checkpoints: the pipeline's
+    protocol = args.protocol or ("authors" if official.releases().get(args.model) else "pipeline")
     paths_out = main(args.model, params, progress=not args.quiet, datasets=datasets, checkpoints=by_quality,
-                     results_root=root)
+                     results_root=root, protocol=protocol)
     for dataset, path in zip(datasets, paths_out):
-        print(f"[evaluate] {path}")
+        print(f"[evaluate] {path} (protocol {protocol}: "
+              + ("centred zero padding as the authors' script; compare bpp_payload with the paper)"
+                 if protocol == "authors" else "edge padding; bpp counts the whole file)"))
         per_q, bd = official.summary(args.model, dataset, path)
         with pd.option_context("display.width", 160, "display.max_columns", 20):
             print(per_q.to_string(float_format=lambda v: f"{v:.4f}"))
@@ -341,6 +345,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "`lic data prepare kodak --profile paper`")
     p.add_argument("--results", metavar="DIR", help="with --checkpoint: where results and bitstreams go "
                    "(default: imported/results)")
+    p.add_argument("--protocol", choices=["authors", "pipeline"], default=None, help="with --checkpoint: "
+                   "'authors' pads with centred zeros to the multiple of the paper's own evaluation script "
+                   "(default for keys with released weights); 'pipeline' pads right/bottom by edge "
+                   "replication, as the pipeline's evaluation. Both record payload and file bpp")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_evaluate)
 

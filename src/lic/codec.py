@@ -1,9 +1,11 @@
 """Images to bitstream files and back, with any registered model and its checkpoint.
 
-``encode`` pads the image to the model's multiple (edge replication), runs ``model.compress``,
-wraps the streams in the container (:mod:`lic.entropy.container`) and also decodes them once, so the
-encoder knows the exact reconstruction the decoder will produce. ``decode`` checks that the
-bitstream was made by this model and checkpoint, runs ``model.decompress`` and crops.
+``encode`` pads the image to the model's multiple (edge replication, right and bottom; or, under the
+authors' evaluation protocol, centred zeros: :class:`Padding`), runs ``model.compress``, wraps the
+streams in the container (:mod:`lic.entropy.container`) and also decodes them once, so the encoder
+knows the exact reconstruction the decoder will produce. ``decode`` checks that the bitstream was made
+by this model and checkpoint, runs ``model.decompress`` and crops where the loaded model's padding put
+the image.
 """
 
 from __future__ import annotations
@@ -40,6 +42,36 @@ def state_fingerprint(state_dict: dict) -> bytes:
     return h.digest()[:8]
 
 
+@dataclass(frozen=True)
+class Padding:
+    """How an image is filled up to a multiple before coding, and so where the decoder crops it from.
+
+    ``edge`` (the pipeline's): replicate the last row and column, right and bottom; the image sits at
+    the top left. ``centre-zeros`` (the authors' evaluation scripts, ``lic evaluate --protocol authors``):
+    zeros around the image, split evenly (the odd pixel right / bottom), to ``multiple`` (None: the
+    model's). The container does not record it: a stream coded with centred padding decodes to the right
+    pixels only through a :class:`LoadedModel` whose ``padding`` says so."""
+
+    mode: str = "edge"
+    multiple: int | None = None
+
+    def __post_init__(self):
+        if self.mode not in ("edge", "centre-zeros"):
+            raise ValueError(f"padding mode must be 'edge' or 'centre-zeros', not {self.mode!r}")
+        if self.multiple is not None and self.multiple < 1:
+            raise ValueError(f"padding multiple must be ≥ 1, not {self.multiple}")
+
+    def offsets(self, height: int, width: int, model_multiple: int) -> tuple[int, int]:
+        """(top, left) of a ``height × width`` image inside its padded frame."""
+        if self.mode == "edge":
+            return 0, 0
+        m = self.multiple or model_multiple
+        return ((-height) % m) // 2, ((-width) % m) // 2
+
+
+EDGE = Padding()
+
+
 @dataclass
 class LoadedModel:
     model: torch.nn.Module
@@ -47,6 +79,7 @@ class LoadedModel:
     quality: int
     fingerprint: bytes
     record: dict
+    padding: Padding = EDGE  # how encode pads, and so where decode crops (not in the container)
 
     @property
     def pad_multiple(self) -> int:
@@ -89,13 +122,18 @@ def write_image(path: str | Path, img: np.ndarray) -> None:
     Image.fromarray(img).save(path)
 
 
-def pad(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Pad (N, C, H, W) on the right and bottom to multiples of ``multiple`` by edge replication."""
+def pad(x: torch.Tensor, multiple: int, padding: Padding = EDGE) -> torch.Tensor:
+    """Pad (N, C, H, W) to multiples of ``multiple`` (``padding.multiple`` when set): by edge
+    replication on the right and bottom, or with zeros centred around the image (the authors' scripts:
+    ``(W' - w) // 2`` columns left, the rest right; rows likewise)."""
+    multiple = padding.multiple or multiple
     h, w = x.shape[-2:]
     ph, pw = (-h) % multiple, (-w) % multiple
     if ph == 0 and pw == 0:
         return x
-    return F.pad(x, (0, pw, 0, ph), mode="replicate")
+    if padding.mode == "edge":
+        return F.pad(x, (0, pw, 0, ph), mode="replicate")
+    return F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), mode="constant", value=0.0)
 
 
 @dataclass
@@ -130,12 +168,16 @@ def estimate_bits(model: torch.nn.Module, x_padded: torch.Tensor) -> tuple[float
 
 
 @torch.no_grad()
-def encode(loaded: LoadedModel, img: np.ndarray, *, estimate: bool = True) -> Encoded:
-    """Compress an (H, W, 3) uint8 image into container bytes."""
+def encode(loaded: LoadedModel, img: np.ndarray, *, estimate: bool = True,
+           padding: Padding | None = None) -> Encoded:
+    """Compress an (H, W, 3) uint8 image into container bytes. ``padding``: instead of
+    ``loaded.padding`` (decode the stream with a model loaded with the same padding)."""
     model = loaded.model
+    padding = loaded.padding if padding is None else padding
+    _check_padding(loaded, padding)
     device = next(model.parameters()).device
     h, w = img.shape[:2]
-    x = pad(to_tensor(img).to(device), loaded.pad_multiple)
+    x = pad(to_tensor(img).to(device), loaded.pad_multiple, padding)
     if device.type == "cuda":
         torch.cuda.synchronize()
     t0 = time.perf_counter()
@@ -155,21 +197,37 @@ def encode(loaded: LoadedModel, img: np.ndarray, *, estimate: bool = True) -> En
     enc_time = time.perf_counter() - t0
     # the encoder's reconstruction: the model's own exact decoder output when its compress returns one
     # (CGOO decodes every candidate to choose), else the streams decoded by this model
-    recon = _to_image(loaded, out["x_hat"], h, w) if "x_hat" in out else _decode_streams(loaded, bs)
+    recon = (_to_image(loaded, out["x_hat"], h, w, padding) if "x_hat" in out
+             else _decode_streams(loaded, bs, padding))
     bits, capped = estimate_bits(model, x) if estimate else (float("nan"), float("nan"))
     return Encoded(data, recon, bits, enc_time, capped, bs.payload_bytes)
 
 
-def _decode_streams(loaded: LoadedModel, bs: Bitstream) -> np.ndarray:
+def _check_padding(loaded: LoadedModel, padding: Padding) -> None:
+    if padding.mode == "edge":
+        return
+    if padding.multiple is not None and padding.multiple % loaded.pad_multiple:
+        raise ValueError(f"padding multiple {padding.multiple} is not a multiple of {loaded.key}'s "
+                         f"{loaded.pad_multiple}")
+    if hasattr(loaded.model, "compress_with_size"):  # its decisions read the image at the top left
+        raise ValueError(f"{loaded.key} decides on the image at the top left of its padded frame: "
+                         f"centred padding does not apply to it")
+
+
+def _decode_streams(loaded: LoadedModel, bs: Bitstream, padding: Padding | None = None) -> np.ndarray:
     kwargs = {"extra": bs.extra} if bs.extra else {}
     out = loaded.model.decompress(bs.streams, list(bs.shape), **kwargs)
-    return _to_image(loaded, out["x_hat"], bs.height, bs.width)
+    return _to_image(loaded, out["x_hat"], bs.height, bs.width, padding)
 
 
-def _to_image(loaded: LoadedModel, x_hat: torch.Tensor, height: int, width: int) -> np.ndarray:
+def _to_image(loaded: LoadedModel, x_hat: torch.Tensor, height: int, width: int,
+              padding: Padding | None = None) -> np.ndarray:
+    """The decoded frame cropped to the image: at the top left (edge padding; a model's own extra
+    padding is right / bottom too), or where centred padding put it."""
     if hasattr(loaded.model, "to_rgb"):
         x_hat = loaded.model.to_rgb(x_hat)
-    return to_uint8(x_hat.clamp(0, 1)[..., :height, :width])
+    top, left = (loaded.padding if padding is None else padding).offsets(height, width, loaded.pad_multiple)
+    return to_uint8(x_hat.clamp(0, 1)[..., top:top + height, left:left + width])
 
 
 @torch.no_grad()

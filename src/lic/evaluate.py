@@ -6,6 +6,14 @@ bpp estimated from the likelihoods, PSNR / MS-SSIM on the 8-bit output, encode a
 whether the decoder reproduced the encoder's reconstruction exactly. Writes
 ``results/<key>/<dataset>.json`` (:mod:`lic.results`) and keeps the bitstreams under
 ``results/<key>/bitstreams/<dataset>/q<quality>/``.
+
+Two protocols. ``pipeline`` (the pipeline's own evaluation): images padded right and bottom by edge
+replication to the model's multiple; the headline rate is the file's bpp (container included).
+``authors`` (the default of ``lic evaluate --checkpoint`` on released weights): images padded with
+centred zeros to the multiple of the authors' own evaluation script
+(:attr:`lic.models.registry.OfficialRelease.eval_pad_multiple`), so that the coded latents are theirs;
+the rate to compare with a paper is ``bpp_payload`` (the coded strings, as the papers count it), which
+every row records beside the file's ``bpp``.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ import numpy as np
 import torch
 
 from lic import paths
-from lic.codec import decode, encode, load_checkpoint, pad, read_image
+from lic.codec import EDGE, Padding, decode, encode, load_checkpoint, pad, read_image
 from lic.data.prepare import load_manifest
 from lic.metrics import image_metrics, to_tensor
 from lic.models import registry
@@ -32,6 +40,23 @@ class DecoderMismatch(RuntimeError):
     """A decoded image differs from what the encoder reconstructed."""
 
 
+PROTOCOLS = ("pipeline", "authors")
+
+
+def protocol_padding(key: str, protocol: str) -> Padding:
+    """How ``protocol`` pads ``key``'s inputs: edge replication (pipeline), or centred zeros to the
+    multiple of the authors' evaluation script (authors; only keys with released weights have one)."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, not {protocol!r}")
+    if protocol == "pipeline":
+        return EDGE
+    release = registry.get(key).official
+    if release is None or not release.eval_script:
+        raise ValueError(f"{key} has no released weights and so no authors' evaluation script to follow; "
+                         f"use --protocol pipeline")
+    return Padding("centre-zeros", release.eval_pad_multiple)
+
+
 def checkpoint_for(key: str, quality: int) -> Path:
     """``checkpoints/<key>/q<quality>/model.pt``; a variable-rate model (trained once, as its ``base``)
     has no per-quality checkpoints and is evaluated from ``checkpoints/<key>/base/model.pt``."""
@@ -43,12 +68,14 @@ def checkpoint_for(key: str, quality: int) -> Path:
 
 
 def _evaluate_quality(key: str, dataset: str, q: int, params: dict, ckpt: Path, weights_of: str | None,
-                      files: list[Path], root: Path | None = None) -> tuple[list[dict], dict]:
+                      files: list[Path], root: Path | None = None,
+                      padding: Padding = EDGE) -> tuple[list[dict], dict]:
     """Encode, write, decode with a fresh model and measure every image of ``files`` at quality ``q``:
     (rows, what the model is: variable-rate / online encoder)."""
     variant = {"as_key": key, "kwargs": params["models"][key]["kwargs"]} if weights_of else {}
     encoder = load_checkpoint(ckpt, **variant)
     decoder = load_checkpoint(ckpt, **variant)  # a second instance: nothing is shared with the encoder
+    encoder.padding = decoder.padding = padding  # the decoder crops where the encoder's padding put the image
     if hasattr(encoder.model, "set_lambda"):  # one variable-rate model: quality q = the rate of λ_q
         encoder.model.set_lambda(params["models"][key]["lambdas"][q - 1])
         encoder.quality = q  # the decoder reads the rate from the stream
@@ -92,8 +119,10 @@ def _quality_worker(args: tuple) -> tuple[list[dict], dict]:
 def evaluate_model(key: str, dataset: str, params: dict, *, qualities: list[int] | None = None,
                    checkpoints: dict[int, Path] | None = None, progress: bool = True,
                    weights_of: str | None = None, workers: int | None = None,
-                   results_root: Path | None = None) -> Path:
+                   results_root: Path | None = None, protocol: str = "pipeline") -> Path:
     """``weights_of``: evaluate ``key`` (an encoder-side variant) with the checkpoints of that model.
+
+    ``protocol``: ``pipeline`` or ``authors`` (the module docstring; :func:`protocol_padding`).
 
     ``checkpoints``: quality → checkpoint file instead of ``checkpoints/<key>/q<Q>/model.pt`` (e.g.
     imported released weights, :mod:`lic.official`); ``results_root``: write the result file, the
@@ -105,11 +134,13 @@ def evaluate_model(key: str, dataset: str, params: dict, *, qualities: list[int]
     workers."""
     qualities = qualities or params["train"]["active_qualities"]
     workers = params["evaluate"].get("workers", 1) if workers is None else workers
+    padding = protocol_padding(key, protocol)
     files = load_manifest(dataset)
     from tqdm.auto import tqdm
 
     jobs = [(params["train"]["threads"], key, dataset, q, params,
-             (checkpoints or {}).get(q) or checkpoint_for(weights_of or key, q), weights_of, files, results_root)
+             (checkpoints or {}).get(q) or checkpoint_for(weights_of or key, q), weights_of, files, results_root,
+             padding)
             for q in qualities]
     bar = tqdm(total=len(qualities), desc=f"eval {key} {dataset} (qualities)", disable=not progress)
     results = []
@@ -130,11 +161,22 @@ def evaluate_model(key: str, dataset: str, params: dict, *, qualities: list[int]
                                # an encoder that optimises per image (CGOO online) is not its forward's estimate
                                "estimate_is_the_encoder": not kind["online"],
                                "device": "cpu", "torch_threads": torch.get_num_threads(),
+                               **_protocol_meta(key, protocol, padding),
                                "workers": workers_used(workers, len(jobs)),
                                **_checkpoint_meta(qualities, checkpoints, results)},
                          run=run_info(params={"models": {key: params["models"].get(key)},
                                               "evaluate": params["evaluate"], "data": params["data"]}),
                          path=None if results_root is None else result_path(dataset, key, results_root))
+
+
+def _protocol_meta(key: str, protocol: str, padding: Padding) -> dict:
+    """Result-file fields: the protocol, the padding, and for ``authors`` the script it follows and the
+    rate to compare with the paper."""
+    out = {"protocol": protocol, "padding": {"mode": padding.mode,
+                                             "multiple": padding.multiple or registry.get(key).pad_multiple}}
+    if protocol == "authors":
+        out.update(authors_eval_script=registry.get(key).official.eval_script, paper_rate="bpp_payload")
+    return out
 
 
 def _checkpoint_meta(qualities: list[int], checkpoints: dict[int, Path] | None, results: list) -> dict:
@@ -190,13 +232,16 @@ def target_rates(key: str, files: list[Path], rows: list[dict], params: dict, ck
 
 
 def main(key: str, params: dict, progress: bool = True, *, datasets: list[str] | None = None,
-         checkpoints: dict[int, Path] | None = None, results_root: Path | None = None) -> list[Path]:
+         checkpoints: dict[int, Path] | None = None, results_root: Path | None = None,
+         protocol: str = "pipeline") -> list[Path]:
     """``lic evaluate KEY``: every dataset of ``data.eval`` (or ``datasets``) with the pipeline's
-    checkpoints, or with ``checkpoints`` (quality → file, those qualities only) under ``results_root``."""
+    checkpoints, or with ``checkpoints`` (quality → file, those qualities only) under ``results_root``,
+    padded as ``protocol`` says."""
+    protocol_padding(key, protocol)  # an unknown protocol / a key without the authors' script: fail first
     if params["train"]["threads"]:
         torch.set_num_threads(params["train"]["threads"])
     weights_of = None if checkpoints else params["evaluate"]["weights_of"].get(key)
     qualities = sorted(checkpoints) if checkpoints else None
     return [evaluate_model(key, ds, params, qualities=qualities, checkpoints=checkpoints, progress=progress,
-                           weights_of=weights_of, results_root=results_root)
+                           weights_of=weights_of, results_root=results_root, protocol=protocol)
             for ds in datasets or params["data"]["eval"]]

@@ -247,9 +247,17 @@ class CGOO(TCM):
 
     # ------------------------------------------------------------------ training forward
     def forward(self, x: torch.Tensor) -> dict:
-        """Training/estimation forward of the current ``train_stage`` (Δ = 1, mask ratio
-        ``msc_train_ratio``). Returns x_hat, likelihoods (y, z, and ddt / msc when active) and, for the
-        codebook stages, ``vq`` = {"codebook", "commitment"} losses."""
+        """Training/estimation forward of the current ``train_stage`` (Δ = 1). Returns x_hat,
+        likelihoods (y, z, and ddt / msc when active) and, for the codebook stages, ``vq`` =
+        {"codebook", "commitment"} losses.
+
+        MSC mask: in training, the ``msc_train_ratio`` share of positions. In eval mode it follows the
+        encoder (:func:`lic.models.cgoo_online.online_encode`), so that the estimated rate describes the
+        stream ``compress`` writes: ``msc_ratios``' one ratio when there is one (0: no MSC, no "msc"
+        likelihoods); when there are several, the one of smallest λ·255²·MSE + estimated bpp, as the
+        encoder picks the smallest real cost; the mask's probability coded as the encoder codes it
+        (``p0`` in 1/256 steps). The estimate still differs from the stream by the encoder's other
+        choices: online refinement and QP (Δ = 1 here)."""
         x = x.contiguous()  # a channels-last batch segfaults the backward on CPU (torch 2.14.1), as in TCM.forward
         h, w = x.shape[-2:]
         x_pad = self._pad(x)
@@ -272,20 +280,51 @@ class CGOO(TCM):
                 out["vq"] = {"codebook": F.mse_loss(c, f.detach()), "commitment": F.mse_loss(f, c.detach())}
                 f_q = f + (c - f).detach()  # straight-through
                 comp = self.msc.decoder(f_q)
-                mask = _top_mask(_gain(r, comp).detach(), self.msc_train_ratio)
-                y_hat = y_hat + comp * mask[:, None]
-                p0 = 1.0 - self.msc_train_ratio
+                gain = _gain(r, comp).detach()
                 logp = torch.log_softmax(self.msc.logits, 0)[k]
-                msc_lik = torch.where(mask > 0, (1 - p0) * logp.exp(), torch.full_like(logp, p0))
-                out["likelihoods"]["msc"] = msc_lik[:, None]
+                if self.training:
+                    mask = _top_mask(gain, self.msc_train_ratio)
+                    y_hat = y_hat + comp * mask[:, None]
+                    p0 = 1.0 - self.msc_train_ratio
+                    msc_lik = torch.where(mask > 0, (1 - p0) * logp.exp(), torch.full_like(logp, p0))
+                    out["likelihoods"]["msc"] = msc_lik[:, None]
+                else:
+                    return self._eval_msc(x, x_pad, y_hat, comp, gain, logp, out)
+        return self._synthesis_out(x_pad, y_hat, h, w, out)
+
+    def _synthesis_out(self, x_pad: torch.Tensor, y_hat: torch.Tensor, h: int, w: int, out: dict) -> dict:
+        """forward's tail: g_s, the DDT (its syntax's likelihoods), x_hat cropped."""
         x_hat = self.g_s(y_hat)
-        if self.use_ddt and stage != "tcm":
+        if self.use_ddt and self.train_stage != "tcm":
             s = self.ddt_syntax(x_pad, x_hat.detach())
             _, s_lik = self.ddt_bottleneck(s, training=self.training)
             x_hat = self.ddt_decoder(x_hat, self.ddt_quantize_ste(s))
             out["likelihoods"]["ddt"] = s_lik
         out["x_hat"] = x_hat[..., :h, :w]
         return out
+
+    def _eval_msc(self, x, x_pad, y_hat, comp, gain, logp, out: dict) -> dict:
+        """The eval forward's MSC, as the encoder decides it (see :meth:`forward`)."""
+        h, w = x.shape[-2:]
+        best, best_cost = None, float("inf")
+        for ratio in self.msc_ratios:
+            cand = {**out, "likelihoods": dict(out["likelihoods"])}
+            mask = _top_mask(gain, ratio)
+            y_c = y_hat
+            if mask.sum() > 0:  # as encode_latent: the mask's probability in 1/256 steps
+                p0 = min(255, max(1, round(256 * (1 - float(mask.mean()))))) / 256
+                y_c = y_hat + comp * mask[:, None]
+                msc_lik = torch.where(mask > 0, (1 - p0) * logp.exp(), torch.full_like(logp, p0))
+                cand["likelihoods"]["msc"] = msc_lik[:, None]
+            cand = self._synthesis_out(x_pad, y_c, h, w, cand)
+            if len(self.msc_ratios) == 1:
+                return cand
+            bits = sum(-torch.log2(lk).sum() for lk in cand["likelihoods"].values())
+            cost = float(self.lmbda) * 255 ** 2 * float(F.mse_loss(cand["x_hat"].clamp(0, 1), x)) + \
+                float(bits) / (h * w)
+            if cost < best_cost:
+                best, best_cost = cand, cost
+        return best
 
     # ------------------------------------------------------------------ bitstreams
     def encode_latent(self, y: torch.Tensor, s: torch.Tensor | None, qp_index: int, msc_ratio: float,

@@ -414,16 +414,20 @@ def _build(**kwargs) -> HPCM:
 
 _LARGE = {"g_blocks": (2, 2, 8), "ep_blocks": ((2, 2), (4, 3))}
 _DRIVE = "Google Drive, linked from lyq133/LIC-HPCM's README (spec §6)"
+#: the authors' evaluation: test.py pads to 256 with centred zeros and counts the coded strings' bytes
+_EVAL = {"eval_script": "lyq133/LIC-HPCM@c271cfe:test.py", "eval_pad_multiple": 256}
 #: The released weights (spec §6) and the keys they load into; λ lists: params.yaml's of each key.
 _RELEASES = {
-    "li2025-hpcm-base": OfficialRelease(convert_official_state_dict, f"HPCM-Base, 6 MSE λ (0.0018–0.0483); {_DRIVE}"),
-    "li2025-hpcm-large": OfficialRelease(convert_official_state_dict, f"HPCM-Large, 6 MSE λ (0.0018–0.0483); {_DRIVE}"),
+    "li2025-hpcm-base": OfficialRelease(convert_official_state_dict, f"HPCM-Base, 6 MSE λ (0.0018–0.0483); {_DRIVE}",
+                                        **_EVAL),
+    "li2025-hpcm-large": OfficialRelease(convert_official_state_dict, f"HPCM-Large, 6 MSE λ (0.0018–0.0483); {_DRIVE}",
+                                         **_EVAL),
     "li2025-hpcm-base-msssim": OfficialRelease(convert_official_state_dict,
-                                               f"HPCM-Base, 6 MS-SSIM λ; {_DRIVE}"),
+                                               f"HPCM-Base, 6 MS-SSIM λ; {_DRIVE}", **_EVAL),
     # HPCM_Base_PhiContext.py (lyq133/LIC-HPCM@3ea1a47) has Base's modules and names without the attn_s*
     # cells, and its step embeddings are a plain list (no keys, Q3); not checked against the released file
     "li2025-hpcm-base-phicontext": OfficialRelease(convert_official_state_dict,
-                                                   f"HPCM_Phi_Context, MSE λ = 0.013 only; {_DRIVE}"),
+                                                   f"HPCM_Phi_Context, MSE λ = 0.013 only; {_DRIVE}", **_EVAL),
 }
 for _key, _desc, _kw in (
         ("li2025-hpcm-base", "HPCM-Base (68.51 M params, 3 scales, 11 steps)", {}),

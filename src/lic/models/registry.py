@@ -20,11 +20,17 @@ class OfficialRelease:
     ``convert``: the released file's dict (a bare state_dict or ``{"state_dict": ...}``) → this
     model's state_dict keys; ``released``: what exists and where, in words (shown by
     ``lic import-official --list``); ``lambdas``: the λ of qualities 1, 2, ... in the authors'
-    numbering, to read a file's quality from the λ in its name (``None``: the key's params.yaml list)."""
+    numbering, to read a file's quality from the λ in its name (``None``: the key's params.yaml list).
+
+    ``eval_script`` / ``eval_pad_multiple``: the authors' evaluation script (repository@commit:path)
+    and the multiple it pads images to with centred zeros (``None``: the model's ``pad_multiple``);
+    ``lic evaluate --checkpoint --protocol authors`` pads the same way (:mod:`lic.official`)."""
 
     convert: Callable[[Mapping], dict]
     released: str
     lambdas: tuple[float, ...] | None = None
+    eval_script: str = ""
+    eval_pad_multiple: int | None = None
 
 
 @dataclass(frozen=True)

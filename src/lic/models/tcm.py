@@ -358,7 +358,9 @@ _RELEASED = {64: "N=64 at all six MSE λ (0.0025–0.05)", 128: "N=128 at MSE λ
 for _key, _n, _size in (("liu2023-tcm-small", 64, "small"), ("liu2023-tcm-middle", 96, "middle"),
                         ("liu2023-tcm-large", 128, "large")):
     _official = (OfficialRelease(convert_official_state_dict, f"{_RELEASED[_n]}; Google Drive, linked from "
-                                 "jmliu206/LIC_TCM's README (e.g. mse_lambda_0.05.pth.tar)", LAMBDAS)
+                                 "jmliu206/LIC_TCM's README (e.g. mse_lambda_0.05.pth.tar)", LAMBDAS,
+                                 # eval.py: centred zeros to p = 128, rate from the coded strings
+                                 eval_script="jmliu206/LIC_TCM@6c6d7a3:eval.py", eval_pad_multiple=128)
                  if _n in _RELEASED else None)
     register(_key, description=(f"TCM-{_size} (official code N={_n}, paper C={2 * _n}, M=320, "
                                 f"{TCM_PARAMS[_n] / 1e6:.2f} M params); inputs padded to ≥256"),

@@ -425,7 +425,10 @@ LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800)
           "transforms, multistage channel/spatial context model", citation=CITATION, pad_multiple=64,
           official=OfficialRelease(convert_official_state_dict, "v3: 8 MSE λ (qualities 1-8, 0.0018–0.18) "
                                    "and MS-SSIM models; NJU Box, linked from lumingzzz/TinyLIC's README "
-                                   "(https://box.nju.edu.cn/d/d5e8243f5e4b44848769/)", LAMBDAS),
+                                   "(https://box.nju.edu.cn/d/d5e8243f5e4b44848769/)", LAMBDAS,
+                                   # the fork's eval_model: centred zeros to 256 (not the model's 64)
+                                   eval_script="lumingzzz/TinyLIC@b9081f7:compressai/utils/eval_model/__main__.py",
+                                   eval_pad_multiple=256),
           N=128, M=320)
 def tinylic_v3(N: int = 128, M: int = 320, **kwargs) -> TinyLIC:
     return TinyLIC(N, M, **kwargs)
