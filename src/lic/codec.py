@@ -2,15 +2,24 @@
 
 ``encode`` pads the image to the model's multiple (edge replication), runs ``model.compress``,
 wraps the streams in the container (:mod:`lic.entropy.container`) and also decodes them once, so the
-encoder knows the exact reconstruction the decoder will produce. ``decode`` checks that the
-bitstream was made by this model and checkpoint, runs ``model.decompress`` and crops.
+encoder knows the exact reconstruction the decoder will produce. ``decode`` checks every header field
+against this model and checkpoint (:mod:`lic.entropy.layout`) before anything is allocated, runs
+``model.decompress`` on the bounds-checked rANS path (:mod:`lic.entropy.fast`: the same symbols as
+CompressAI's decoder, which does not check its input) and crops.
+
+Models whose streams carry their own CRC-32 prefix (HPCM's ``stream_crc``) keep it in the model's
+format; a version-2 container stores that CRC once, as the stream's container checksum, and puts the
+prefix back before decoding.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import struct
 import time
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +28,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
-from lic.entropy.container import Bitstream, BitstreamError, parse
+from lic.entropy import layout
+from lic.entropy.container import FORMAT_VERSION, Bitstream, BitstreamError, parse
+from lic.limits import DEFAULT_MAX_PIXELS
 from lic.metrics import to_tensor, to_uint8
 from lic.models import registry
 
@@ -120,8 +131,23 @@ def read_image(path: str | Path) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+def image_format(path: str | Path) -> str:
+    """Pillow's format name for ``path``'s extension (``.png`` -> ``PNG``), or :class:`ImageError`."""
+    suffix = Path(path).suffix.lower()
+    fmt = Image.registered_extensions().get(suffix)
+    if fmt is None:
+        raise ImageError(f"{path}: cannot tell the image format from the extension {suffix or '(none)'!r}; "
+                         f"name the output .png")
+    return fmt
+
+
 def write_image(path: str | Path, img: np.ndarray) -> None:
-    Image.fromarray(img).save(path)
+    """Write ``img`` atomically (:mod:`lic.atomic`): complete, or not at all and no temporary file left."""
+    from lic import atomic
+
+    fmt = image_format(path)
+    with atomic.atomic_file(path) as f:
+        Image.fromarray(img).save(f, format=fmt)
 
 
 def pad(x: torch.Tensor, multiple: int) -> torch.Tensor:
@@ -165,8 +191,9 @@ def estimate_bits(model: torch.nn.Module, x_padded: torch.Tensor) -> tuple[float
 
 
 @torch.no_grad()
-def encode(loaded: LoadedModel, img: np.ndarray, *, estimate: bool = True) -> Encoded:
-    """Compress an (H, W, 3) uint8 image into container bytes."""
+def encode(loaded: LoadedModel, img: np.ndarray, *, estimate: bool = True, version: int = FORMAT_VERSION) -> Encoded:
+    """Compress an (H, W, 3) uint8 image into container bytes (``version``: of the container; 1 for
+    tests of the old format)."""
     model = loaded.model
     device = next(model.parameters()).device
     h, w = img.shape[:2]
@@ -181,9 +208,15 @@ def encode(loaded: LoadedModel, img: np.ndarray, *, estimate: bool = True) -> En
     else:
         out = model.compress(x)
     shape = tuple(int(s) for s in out["shape"])
+    if shape != layout.expected_shape(model, h, w):  # the decoder derives it: a model bug, never the input's
+        raise RuntimeError(f"{loaded.key}.compress stored latent shape {shape}, but its bitstream_shape gives "
+                           f"{layout.expected_shape(model, h, w)}")
     extra = out.get("extra", b"")
+    streams = [list(group) for group in out["strings"]]
+    if version >= 2 and getattr(model, "stream_crc", False):
+        streams = [[_unseal(s) for s in group] for group in streams]
     bs = Bitstream(key=loaded.key, quality=loaded.quality, fingerprint=loaded.fingerprint, height=h, width=w,
-                   shape=shape, streams=[[s for s in group] for group in out["strings"]], extra=extra)
+                   shape=shape, streams=streams, extra=extra, version=version)
     data = bs.to_bytes()
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -195,10 +228,40 @@ def encode(loaded: LoadedModel, img: np.ndarray, *, estimate: bool = True) -> En
     return Encoded(data, recon, bits, enc_time, capped, bs.payload_bytes)
 
 
-def _decode_streams(loaded: LoadedModel, bs: Bitstream) -> np.ndarray:
+def _unseal(s: bytes) -> bytes:
+    """A model's CRC-prefixed stream without its prefix (the container keeps the CRC)."""
+    if len(s) < 4 or struct.unpack(">I", s[:4])[0] != zlib.crc32(s[4:]):
+        raise RuntimeError("a stream_crc model wrote a stream without a valid CRC-32 prefix")
+    return s[4:]
+
+
+def _model_streams(model, bs: Bitstream) -> list[list[bytes]]:
+    if bs.version >= 2 and getattr(model, "stream_crc", False):
+        return [[struct.pack(">I", zlib.crc32(s)) + s for s in group] for group in bs.streams]
+    return bs.streams
+
+
+def _decode_streams(loaded: LoadedModel, bs: Bitstream, shape: tuple[int, ...] | None = None) -> np.ndarray:
     kwargs = {"extra": bs.extra} if bs.extra else {}
-    out = loaded.model.decompress(bs.streams, list(bs.shape), **kwargs)
+    shape = bs.shape if shape is None else shape
+    with fast_coder(loaded.model):
+        out = loaded.model.decompress(_model_streams(loaded.model, bs), list(shape), **kwargs)
     return _to_image(loaded, out["x_hat"], bs.height, bs.width)
+
+
+@contextlib.contextmanager
+def fast_coder(model: torch.nn.Module):
+    """Decode on the bounds-checked rANS path (:mod:`lic.entropy.fast`) whatever ``entropy_coder`` the
+    model was built with: both paths decode the same symbols from valid streams, and only this one is
+    safe on a damaged or hostile stream (CompressAI's C++ decoder reads past the end of one)."""
+    saved = [(m, m.entropy_coder_name) for m in model.modules() if hasattr(m, "entropy_coder_name")]
+    try:
+        for m, _ in saved:
+            m.entropy_coder_name = "fast"
+        yield model
+    finally:
+        for m, name in saved:
+            m.entropy_coder_name = name
 
 
 def _to_image(loaded: LoadedModel, x_hat: torch.Tensor, height: int, width: int) -> np.ndarray:
@@ -208,18 +271,16 @@ def _to_image(loaded: LoadedModel, x_hat: torch.Tensor, height: int, width: int)
 
 
 @torch.no_grad()
-def decode(loaded: LoadedModel, data: bytes) -> np.ndarray:
-    """Decode container bytes with ``loaded`` into an (H, W, 3) uint8 image."""
+def decode(loaded: LoadedModel, data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode container bytes with ``loaded`` into an (H, W, 3) uint8 image. Every header field is checked
+    against the model and checkpoint first (:func:`lic.entropy.layout.check`; ``max_pixels`` caps the image
+    size, :class:`lic.limits.LimitError`); anything wrong is a one-line :class:`BitstreamError`."""
     bs = parse(data)
-    if bs.key != loaded.key:
-        raise BitstreamError(f"bitstream was made by model {bs.key!r}, but the checkpoint is a {loaded.key!r}")
-    if bs.fingerprint != loaded.fingerprint:
-        raise BitstreamError(f"bitstream was made by another checkpoint of {bs.key!r} (weights fingerprint "
-                             f"{bs.fingerprint.hex()}, this checkpoint {loaded.fingerprint.hex()}); "
-                             f"decode it with the checkpoint that encoded it")
+    shape = layout.check(bs, loaded, max_pixels)
     try:
-        return _decode_streams(loaded, bs)
+        return _decode_streams(loaded, bs, shape)
     except BitstreamError:
         raise
-    except Exception as e:  # a stream that passes the CRC but decodes to nonsense
-        raise BitstreamError(f"corrupted bitstream: decoding failed ({type(e).__name__}: {e})") from e
+    except Exception as e:  # a stream that passes its CRC but decodes to nonsense
+        msg = " ".join(str(e).split())[:300]  # one line, whatever the model's message
+        raise BitstreamError(f"corrupted bitstream: decoding failed ({type(e).__name__}: {msg})") from e
