@@ -1,0 +1,397 @@
+"""Fuzzing the decoder: mutants of real bitstreams, each decoded in a forked child under limits.
+
+``python -m lic.fuzz --count N`` builds one small model per family (random weights from a fixed seed,
+the default profile's kwargs from params.yaml, ``update()``d), encodes a few images with each (container
+versions 2 and 1), and decodes ``N`` mutants of those files. The parent imports torch once and forks a
+child per mutant (a few ms, where a fresh interpreter costs seconds), so thousands of mutants run on
+two cores. Each child runs with ``RLIMIT_AS`` = the parent's address space + ``--mem-gb`` and is killed
+after ``--timeout`` seconds of wall time. Every ``--cli-every``-th mutant is decoded through the CLI's
+own code (``lic.cli.main(["decompress", ...])``, exit status and stderr checked) instead of
+:func:`lic.codec.decode`.
+
+Mutation categories (``valid`` = every CRC recomputed, so the file reaches the model checks and the
+decoder; otherwise the container's checksums must catch it):
+
+* ``header``: one header field set to an extreme or random value (size, quality, coder, channels,
+  model id, fingerprint, side information, stream layout, the latent shape of version 1), valid;
+* ``swap``: two streams exchanged (within a file, or one taken from another file of the same model);
+* ``truncate`` / ``extend``: the file, or one stream (valid), cut short or lengthened with random bytes;
+* ``garbage``: bytes of a stream overwritten or the stream replaced by random bytes, valid or not;
+* ``bitflip``: random bits anywhere in the file.
+
+Outcomes: ``decoded`` (an image, right or wrong), ``rejected`` (a one-line user error; through the CLI:
+exit 2 and one line on stderr), and the failures: ``crash`` (killed by a signal), ``hang`` (over the time
+limit), ``memory`` (an allocation refused at the limit, or a peak RSS over it), ``traceback`` (any
+other exception, or a multi-line message). The JSON record counts them per family, category and
+validity, and lists every failure with its seed so it can be replayed (``--replay``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import random
+import resource
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+#: family -> registry keys fuzzed (the tiny default-profile configuration of each)
+FAMILIES = {
+    "reference": ("minnen2018-mean",),
+    "hpcm": ("li2025-hpcm-base",),
+    "tcm": ("liu2023-tcm-small", "kuang2025-cgoo"),
+    "tinylic": ("lu2022-tinylic-v3", "lu2022-tinylic-msr", "lu2022-tinylic-vr", "lu2022-tinylic-yuv420"),
+}
+CATEGORIES = ("header", "swap", "truncate", "extend", "garbage", "bitflip")
+FAILURES = ("crash", "hang", "memory", "traceback")
+IMAGE_SIZES = ((40, 70), (64, 64), (33, 129))
+
+
+@dataclass
+class Target:
+    family: str
+    key: str
+    loaded: object        # lic.codec.LoadedModel
+    checkpoint: Path      # the same model as a lic checkpoint, for the CLI path
+    files: list[bytes]    # container files of IMAGE_SIZES (version 2), then one of version 1
+
+
+def build_targets(families, workdir: Path, seed: int = 0) -> list[Target]:
+    import torch
+
+    from lic import codec
+    from lic.config import load_params
+    from lic.models import registry
+
+    params = load_params(profile="default")
+    rng = np.random.default_rng(seed)
+    images = [(rng.random((h, w, 3)) * 90 + np.linspace(0, 150, w)[None, :, None]).astype(np.uint8)
+              for h, w in IMAGE_SIZES]
+    targets = []
+    for family in families:
+        for key in FAMILIES[family]:
+            torch.manual_seed(seed)
+            kwargs = params["models"][key]["kwargs"]
+            model = registry.build(key, **kwargs).eval()
+            model.update(force=True)
+            fp = codec.state_fingerprint(model.state_dict())
+            loaded = codec.LoadedModel(model, key, 1, fp, {})
+            ckpt = workdir / f"{key}.pt"
+            torch.save({"model": key, "kwargs": kwargs, "state_dict": model.state_dict(), "quality": 1,
+                        "updated": True, "fingerprint": fp}, ckpt)
+            files = [codec.encode(loaded, img, estimate=False).data for img in images]
+            files.append(codec.encode(loaded, images[0], estimate=False, version=1).data)
+            targets.append(Target(family, key, loaded, ckpt, files))
+    return targets
+
+
+# ------------------------------------------------------------------------------------------- mutants
+
+_SIZES = (0, 1, 2, 63, 64, 65, 255, 256, 257, 4095, 16384, 20000, 100000, 2 ** 20, 2 ** 31, 2 ** 40)
+
+
+def mutate(target: Target, rnd: random.Random) -> tuple[str, bool, bytes]:
+    """One mutant of one of ``target``'s files: (category, checksums valid, bytes)."""
+    from lic.entropy.container import parse
+
+    data = rnd.choice(target.files)
+    bs = parse(data)
+    category = rnd.choice(CATEGORIES)
+    flat = [(g, i) for g, group in enumerate(bs.streams) for i in range(len(group))]
+    if category == "header":
+        _mutate_header(bs, rnd)
+        return category, True, bs.to_bytes()
+    if category == "swap" and flat:
+        (g1, i1), (g2, i2) = rnd.choice(flat), rnd.choice(flat)
+        other = parse(rnd.choice(target.files))
+        if rnd.random() < 0.5 or (g1, i1) == (g2, i2):
+            pool = [s for g in other.streams for s in g] or [b""]
+            bs.streams[g1][i1] = rnd.choice(pool)
+        else:
+            bs.streams[g1][i1], bs.streams[g2][i2] = bs.streams[g2][i2], bs.streams[g1][i1]
+        return category, True, bs.to_bytes()
+    if category in ("truncate", "extend") and rnd.random() < 0.5 and flat:  # one stream, CRCs recomputed
+        g, i = rnd.choice(flat)
+        s = bs.streams[g][i]
+        bs.streams[g][i] = (s[:rnd.randrange(len(s) + 1)] if category == "truncate"
+                            else s + rnd.randbytes(rnd.choice((1, 3, 4, 8, 100, 5000))))
+        return category, True, bs.to_bytes()
+    if category == "truncate":
+        return category, False, data[:rnd.randrange(len(data))]
+    if category == "extend":
+        return category, False, data + rnd.randbytes(rnd.choice((1, 4, 100)))
+    if category == "garbage" and flat:
+        g, i = rnd.choice(flat)
+        s = bytearray(bs.streams[g][i])
+        if rnd.random() < 0.3 or not s:
+            s = bytearray(rnd.randbytes(rnd.choice((0, 4, 8, 12, 64, len(s), 4 * len(s) + 8))))
+        else:
+            for _ in range(rnd.choice((1, 2, 8, 64))):
+                s[rnd.randrange(len(s))] = rnd.randrange(256)
+        bs.streams[g][i] = bytes(s)
+        if rnd.random() < 0.75:
+            return category, True, bs.to_bytes()
+        return category, False, _splice(data, bs)
+    out = bytearray(data)  # bitflip (and the categories above on a file without streams)
+    for _ in range(rnd.choice((1, 2, 4, 16))):
+        out[rnd.randrange(len(out))] ^= 1 << rnd.randrange(8)
+    return "bitflip", False, bytes(out)
+
+
+def _splice(data: bytes, bs) -> bytes:
+    """``bs``'s streams in ``data``'s header, checksums not recomputed (same lengths where possible)."""
+    fresh = bs.to_bytes()
+    return data[:len(data) - bs.stream_bytes] + fresh[len(fresh) - bs.stream_bytes:]
+
+
+def _mutate_header(bs, rnd: random.Random) -> None:
+    field = rnd.choice(("height", "width", "size", "quality", "coder", "channels", "model_id", "fingerprint",
+                        "extra", "layout", "shape"))
+    if field in ("height", "width"):
+        setattr(bs, field, rnd.choice(_SIZES + (rnd.randrange(1, 5000),)))
+    elif field == "size":
+        bs.height, bs.width = rnd.choice(_SIZES), rnd.choice(_SIZES)
+    elif field == "quality":
+        bs.quality = rnd.randrange(256)
+    elif field == "coder":
+        bs.coder = rnd.randrange(1, 16)
+    elif field == "channels":
+        bs.channels = rnd.choice((0, 1, 2, 4, 15))
+    elif field == "model_id":
+        from lic.entropy.container import model_id
+
+        bs.model_id = model_id(rnd.choice(("li2025-hpcm-base", "minnen2018-mean", "lu2022-tinylic-v3"))) \
+            if rnd.random() < 0.5 else rnd.randrange(1 << 16)
+        if bs.version == 1:
+            bs.key = rnd.choice(("li2025-hpcm-base", "minnen2018-mean", "x" * rnd.randrange(200)))
+    elif field == "fingerprint":
+        bs.fingerprint = rnd.randbytes(len(bs.fingerprint))
+    elif field == "extra":
+        bs.extra = rnd.randbytes(rnd.choice((0, 1, 2, 3, 4, 17, 5000)))
+    elif field == "layout":
+        groups = [list(g) for g in bs.streams]
+        op = rnd.randrange(4)
+        if op == 0 and groups:
+            groups.pop(rnd.randrange(len(groups)))
+        elif op == 1:
+            groups.append([b""] * rnd.randrange(3))
+        elif op == 2 and groups:
+            g = rnd.randrange(len(groups))
+            groups[g] = groups[g] + [rnd.randbytes(rnd.choice((0, 8, 40)))] * rnd.randrange(1, 4)
+        else:
+            groups = [[]] * rnd.randrange(5)
+        bs.streams = groups
+    elif bs.version == 1:  # shape
+        bs.shape = rnd.choice(((1000, 1000), (4000, 4000), (0, 0), (), (1, 1, 1, 1, 1),
+                               tuple(rnd.randrange(300) for _ in range(rnd.randrange(6)))))
+    else:
+        bs.height = bs.height + rnd.choice((-1, 1)) * rnd.randrange(1, 200)
+        bs.height = max(bs.height, 0)
+
+
+# ------------------------------------------------------------------------------------------- running
+
+def run_one(target: Target, data: bytes, *, cli: bool, timeout_s: float, mem_bytes: int, max_pixels: int,
+            workdir: Path) -> dict:
+    """Decode ``data`` in a forked child with the limits; return its outcome record."""
+    rfd, wfd = os.pipe()
+    base_vm = _vm_bytes()
+    t0 = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        os.close(rfd)
+        status = 0
+        try:
+            resource.setrlimit(resource.RLIMIT_AS, (base_vm + mem_bytes, base_vm + mem_bytes))
+            result = _child(target, data, cli=cli, max_pixels=max_pixels, workdir=workdir)
+            os.write(wfd, json.dumps(result).encode()[:60000])
+        except BaseException:  # noqa: BLE001 - report, whatever it is
+            status = 3
+        finally:
+            os._exit(status)
+    os.close(wfd)
+    status, usage, killed = _wait(pid, timeout_s)
+    wall = time.perf_counter() - t0
+    with os.fdopen(rfd, "rb") as f:
+        raw = f.read()
+    rss = usage.ru_maxrss * 1024 if usage is not None else 0
+    if killed:
+        return {"outcome": "hang", "wall_s": wall, "peak_rss_bytes": rss}
+    if os.WIFSIGNALED(status):
+        return {"outcome": "crash", "signal": os.WTERMSIG(status), "wall_s": wall, "peak_rss_bytes": rss}
+    try:
+        result = json.loads(raw)
+    except ValueError:
+        return {"outcome": "crash", "exit": os.WEXITSTATUS(status), "wall_s": wall, "peak_rss_bytes": rss}
+    result.update(wall_s=wall, peak_rss_bytes=rss)
+    if result["outcome"] != "traceback" and rss > mem_bytes:
+        result["outcome"] = "memory"
+    return result
+
+
+def _child(target: Target, data: bytes, *, cli: bool, max_pixels: int, workdir: Path) -> dict:
+    from lic import cli as lic_cli
+    from lic import codec
+
+    user_errors = lic_cli._user_errors()
+    if cli:
+        path = workdir / f"mutant-{os.getpid()}.lic"
+        out = workdir / f"out-{os.getpid()}.png"
+        path.write_bytes(data)
+        err = io.StringIO()
+        saved = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = io.StringIO(), err
+        try:
+            code = lic_cli.main(["decompress", str(path), str(out), "--checkpoint", str(target.checkpoint)])
+        except BaseException:  # noqa: BLE001 - main let it through: a traceback for the user
+            sys.stdout, sys.stderr = saved
+            return {"outcome": "traceback", "message": traceback.format_exc()[-3000:], "path": "cli"}
+        finally:
+            sys.stdout, sys.stderr = saved
+        text = err.getvalue()
+        leftovers = [p.name for p in workdir.iterdir() if p.name.startswith((f".{out.name}", f"out-{os.getpid()}"))
+                     and (code != 0 or p != out)]
+        path.unlink()
+        out.unlink(missing_ok=True)
+        if code == 0:
+            return {"outcome": "decoded", "path": "cli", "leftovers": leftovers}
+        lines = text.strip().splitlines()
+        ok = code == 2 and len(lines) == 1 and not leftovers
+        return {"outcome": "rejected" if ok else "traceback", "message": text[-3000:], "exit": code,
+                "path": "cli", "leftovers": leftovers}
+    try:
+        codec.decode(target.loaded, data, max_pixels=max_pixels)
+    except user_errors as e:
+        msg = str(e)
+        if "allocate" in msg or "MemoryError" in msg:
+            return {"outcome": "memory", "message": msg[:500], "path": "api"}
+        return {"outcome": "rejected" if "\n" not in msg else "traceback", "message": msg[:500], "path": "api",
+                "error": type(e).__name__}
+    except MemoryError as e:
+        return {"outcome": "memory", "message": repr(e)[:500], "path": "api"}
+    except BaseException:  # noqa: BLE001 - what the CLI would show as a traceback
+        return {"outcome": "traceback", "message": traceback.format_exc()[-3000:], "path": "api"}
+    return {"outcome": "decoded", "path": "api"}
+
+
+def _wait(pid: int, timeout_s: float):
+    deadline = time.monotonic() + timeout_s
+    delay = 0.001
+    while True:
+        got, status, usage = os.wait4(pid, os.WNOHANG)
+        if got:
+            return status, usage, False
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            _, status, usage = os.wait4(pid, 0)
+            return status, usage, True
+        time.sleep(delay)
+        delay = min(delay * 2, 0.02)
+
+
+def _vm_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def fuzz(count: int, *, families=tuple(FAMILIES), seed: int = 0, timeout_s: float = 30.0, mem_gb: float = 3.0,
+         max_pixels: int = 2 ** 20, cli_every: int = 10, log=None) -> dict:
+    """Run ``count`` mutants spread over ``families``; return the JSON record (see the module docstring)."""
+    import torch
+
+    torch.set_num_threads(1)  # the children inherit no thread pool; one core each
+    workdir = Path(tempfile.mkdtemp(prefix="lic-fuzz-"))
+    t0 = time.time()
+    targets = build_targets(families, workdir, seed)
+    rnd = random.Random(seed)
+    counts: Counter = Counter()
+    failures, slowest, peak = [], 0.0, 0
+    for n in range(count):
+        target = targets[n % len(targets)]
+        mutant_seed = rnd.randrange(1 << 62)
+        category, valid, data = mutate(target, random.Random(mutant_seed))
+        cli = cli_every > 0 and n % cli_every == 0
+        r = run_one(target, data, cli=cli, timeout_s=timeout_s, mem_bytes=int(mem_gb * 2 ** 30),
+                    max_pixels=max_pixels, workdir=workdir)
+        outcome = r["outcome"]
+        counts[(target.family, category, "valid" if valid else "invalid", "cli" if cli else "api", outcome)] += 1
+        slowest, peak = max(slowest, r["wall_s"]), max(peak, r["peak_rss_bytes"])
+        if outcome in FAILURES:
+            failures.append({"key": target.key, "category": category, "valid": valid, "mutant_seed": mutant_seed,
+                             "cli": cli, **{k: v for k, v in r.items() if k != "outcome"}, "outcome": outcome})
+        if log and (n + 1) % 500 == 0:
+            log(f"[fuzz] {n + 1}/{count} mutants, {len(failures)} failures, {time.time() - t0:.0f} s")
+    for p in workdir.iterdir():
+        p.unlink()
+    workdir.rmdir()
+    return _record(counts, failures, count, seed, timeout_s, mem_gb, max_pixels, cli_every, families, targets,
+                   slowest, peak, time.time() - t0)
+
+
+def _record(counts, failures, count, seed, timeout_s, mem_gb, max_pixels, cli_every, families, targets,
+            slowest, peak, elapsed) -> dict:
+    import platform
+
+    def total(pred) -> int:
+        return sum(v for k, v in counts.items() if pred(*k))
+
+    outcomes = ("decoded", "rejected", *FAILURES)
+    return {
+        "mutants": count,
+        "valid_checksum": total(lambda f, c, v, p, o: v == "valid"),
+        "through_cli": total(lambda f, c, v, p, o: p == "cli"),
+        "outcomes": {o: total(lambda f, c, v, p, oo, o=o: oo == o) for o in outcomes},
+        "by_family": {fam: {o: total(lambda f, c, v, p, oo, fam=fam, o=o: f == fam and oo == o) for o in outcomes}
+                      for fam in families},
+        "by_category": {f"{cat}/{val}": {o: total(lambda f, c, v, p, oo, cat=cat, val=val, o=o:
+                                                  c == cat and v == val and oo == o) for o in outcomes}
+                        for cat in CATEGORIES for val in ("valid", "invalid")
+                        if total(lambda f, c, v, p, oo, cat=cat, val=val: c == cat and v == val)},
+        "models": [t.key for t in targets],
+        "failures": failures[:200],
+        "slowest_decode_s": round(slowest, 3),
+        "peak_rss_bytes": peak,
+        "limits": {"timeout_s": timeout_s, "mem_gb_above_parent": mem_gb, "max_pixels": max_pixels},
+        "seed": seed, "cli_every": cli_every, "elapsed_s": round(elapsed, 1),
+        "host": {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
+                 "cpus": os.cpu_count(), "python": platform.python_version()},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m lic.fuzz", description=__doc__.split("\n\n")[0])
+    p.add_argument("--count", type=int, default=1000)
+    p.add_argument("--family", action="append", choices=sorted(FAMILIES), help="default: every family")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--timeout", type=float, default=30.0, help="wall seconds per mutant (a hang beyond)")
+    p.add_argument("--mem-gb", type=float, default=3.0, help="address space a child may add (RLIMIT_AS)")
+    p.add_argument("--max-pixels", type=int, default=2 ** 20, help="the decoder's image-size cap")
+    p.add_argument("--cli-every", type=int, default=10, help="every n-th mutant through `lic decompress`")
+    p.add_argument("--out", type=Path, help="write the JSON record here")
+    args = p.parse_args(argv)
+    from lic.cli import ignore_known_warnings
+
+    ignore_known_warnings()
+    rec = fuzz(args.count, families=tuple(args.family or FAMILIES), seed=args.seed, timeout_s=args.timeout,
+               mem_gb=args.mem_gb, max_pixels=args.max_pixels, cli_every=args.cli_every,
+               log=lambda m: print(m, file=sys.stderr, flush=True))
+    text = json.dumps(rec, indent=1)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    print(json.dumps({k: rec[k] for k in ("mutants", "valid_checksum", "through_cli", "outcomes")}))
+    return 1 if any(rec["outcomes"][f] for f in FAILURES) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
