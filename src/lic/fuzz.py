@@ -149,8 +149,11 @@ def mutate(target: Target, rnd: random.Random) -> tuple[str, bool, bytes]:
 
 
 def _splice(data: bytes, bs) -> bytes:
-    """``bs``'s streams in ``data``'s header, checksums not recomputed (same lengths where possible)."""
+    """``bs``'s (changed) streams with ``data``'s checksums: version 2 keeps the old header (lengths and CRCs),
+    version 1 the old file CRC."""
     fresh = bs.to_bytes()
+    if bs.version == 1:
+        return fresh[:-4] + data[-4:]
     return data[:len(data) - bs.stream_bytes] + fresh[len(fresh) - bs.stream_bytes:]
 
 
@@ -285,18 +288,19 @@ def _child(target: Target, data: bytes, *, cli: bool, max_pixels: int, workdir: 
 
 
 def _wait(pid: int, timeout_s: float):
-    deadline = time.monotonic() + timeout_s
-    delay = 0.001
-    while True:
-        got, status, usage = os.wait4(pid, os.WNOHANG)
-        if got:
-            return status, usage, False
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            _, status, usage = os.wait4(pid, 0)
-            return status, usage, True
-        time.sleep(delay)
-        delay = min(delay * 2, 0.02)
+    """(status, rusage, killed): wait for ``pid`` at most ``timeout_s`` (a pidfd: no polling), then kill it."""
+    import select
+
+    fd = os.pidfd_open(pid)
+    try:
+        ready, _, _ = select.select([fd], [], [], timeout_s)
+    finally:
+        os.close(fd)
+    killed = not ready
+    if killed:
+        os.kill(pid, signal.SIGKILL)
+    _, status, usage = os.wait4(pid, 0)
+    return status, usage, killed
 
 
 def _vm_bytes() -> int:
@@ -305,8 +309,9 @@ def _vm_bytes() -> int:
 
 
 def fuzz(count: int, *, families=tuple(FAMILIES), seed: int = 0, timeout_s: float = 30.0, mem_gb: float = 3.0,
-         max_pixels: int = 2 ** 20, cli_every: int = 10, log=None) -> dict:
-    """Run ``count`` mutants spread over ``families``; return the JSON record (see the module docstring)."""
+         max_pixels: int = 2 ** 20, cli_every: int = 10, jobs: int = 1, log=None) -> dict:
+    """Run ``count`` mutants spread over ``families``; return the JSON record (see the module docstring).
+    ``jobs`` > 1: that many forked shard workers, each running every ``jobs``-th mutant."""
     import torch
 
     torch.set_num_threads(1)  # the children inherit no thread pool; one core each
@@ -314,32 +319,58 @@ def fuzz(count: int, *, families=tuple(FAMILIES), seed: int = 0, timeout_s: floa
     t0 = time.time()
     targets = build_targets(families, workdir, seed)
     rnd = random.Random(seed)
+    plan = [rnd.randrange(1 << 62) for _ in range(count)]  # mutant n's seed: the same for any jobs
+    limits = dict(timeout_s=timeout_s, mem_bytes=int(mem_gb * 2 ** 30), max_pixels=max_pixels, workdir=workdir)
+    shards = []
+    for j in range(1, jobs):
+        out = workdir / f"shard-{j}.json"
+        pid = os.fork()
+        if pid == 0:
+            try:
+                out.write_text(json.dumps(_shard(targets, plan, j, jobs, cli_every, limits, None)))
+            finally:
+                os._exit(0)
+        shards.append((pid, out))
+    parts = [_shard(targets, plan, 0, jobs, cli_every, limits, log)]
+    for pid, out in shards:
+        os.waitpid(pid, 0)
+        parts.append(json.loads(out.read_text()))
     counts: Counter = Counter()
     failures, slowest, peak = [], 0.0, 0
-    for n in range(count):
-        target = targets[n % len(targets)]
-        mutant_seed = rnd.randrange(1 << 62)
-        category, valid, data = mutate(target, random.Random(mutant_seed))
-        cli = cli_every > 0 and n % cli_every == 0
-        r = run_one(target, data, cli=cli, timeout_s=timeout_s, mem_bytes=int(mem_gb * 2 ** 30),
-                    max_pixels=max_pixels, workdir=workdir)
-        outcome = r["outcome"]
-        counts[(target.family, category, "valid" if valid else "invalid", "cli" if cli else "api", outcome)] += 1
-        slowest, peak = max(slowest, r["wall_s"]), max(peak, r["peak_rss_bytes"])
-        if outcome in FAILURES:
-            failures.append({"key": target.key, "category": category, "valid": valid, "mutant_seed": mutant_seed,
-                             "cli": cli, **{k: v for k, v in r.items() if k != "outcome"}, "outcome": outcome})
-        if log and (n + 1) % 500 == 0:
-            log(f"[fuzz] {n + 1}/{count} mutants, {len(failures)} failures, {time.time() - t0:.0f} s")
+    for part in parts:
+        counts.update({tuple(k.split("|")): v for k, v in part["counts"].items()})
+        failures += part["failures"]
+        slowest, peak = max(slowest, part["slowest"]), max(peak, part["peak"])
     for p in workdir.iterdir():
         p.unlink()
     workdir.rmdir()
     return _record(counts, failures, count, seed, timeout_s, mem_gb, max_pixels, cli_every, families, targets,
-                   slowest, peak, time.time() - t0)
+                   slowest, peak, time.time() - t0, jobs)
+
+
+def _shard(targets, plan, shard: int, jobs: int, cli_every: int, limits: dict, log) -> dict:
+    counts: Counter = Counter()
+    failures, slowest, peak = [], 0.0, 0
+    for n in range(shard, len(plan), jobs):
+        target = targets[n % len(targets)]
+        category, valid, data = mutate(target, random.Random(plan[n]))
+        cli = cli_every > 0 and n % cli_every == 0
+        r = run_one(target, data, cli=cli, **limits)
+        outcome = r["outcome"]
+        counts["|".join((target.family, category, "valid" if valid else "invalid", "cli" if cli else "api",
+                         outcome))] += 1
+        slowest, peak = max(slowest, r["wall_s"]), max(peak, r["peak_rss_bytes"])
+        if outcome in FAILURES:
+            failures.append({"key": target.key, "category": category, "valid": valid, "mutant": n,
+                             "mutant_seed": plan[n], "cli": cli, **{k: v for k, v in r.items() if k != "outcome"},
+                             "outcome": outcome})
+        if log and (n // jobs + 1) % 250 == 0:
+            log(f"[fuzz] ~{n + 1}/{len(plan)} mutants, {len(failures)} failures in this shard")
+    return {"counts": dict(counts), "failures": failures, "slowest": slowest, "peak": peak}
 
 
 def _record(counts, failures, count, seed, timeout_s, mem_gb, max_pixels, cli_every, families, targets,
-            slowest, peak, elapsed) -> dict:
+            slowest, peak, elapsed, jobs) -> dict:
     import platform
 
     def total(pred) -> int:
@@ -362,7 +393,7 @@ def _record(counts, failures, count, seed, timeout_s, mem_gb, max_pixels, cli_ev
         "slowest_decode_s": round(slowest, 3),
         "peak_rss_bytes": peak,
         "limits": {"timeout_s": timeout_s, "mem_gb_above_parent": mem_gb, "max_pixels": max_pixels},
-        "seed": seed, "cli_every": cli_every, "elapsed_s": round(elapsed, 1),
+        "seed": seed, "cli_every": cli_every, "jobs": jobs, "elapsed_s": round(elapsed, 1),
         "host": {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
                  "cpus": os.cpu_count(), "python": platform.python_version()},
     }
@@ -377,13 +408,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mem-gb", type=float, default=3.0, help="address space a child may add (RLIMIT_AS)")
     p.add_argument("--max-pixels", type=int, default=2 ** 20, help="the decoder's image-size cap")
     p.add_argument("--cli-every", type=int, default=10, help="every n-th mutant through `lic decompress`")
+    p.add_argument("--jobs", type=int, default=1, help="shard workers (forked), one core each")
     p.add_argument("--out", type=Path, help="write the JSON record here")
     args = p.parse_args(argv)
     from lic.cli import ignore_known_warnings
 
     ignore_known_warnings()
     rec = fuzz(args.count, families=tuple(args.family or FAMILIES), seed=args.seed, timeout_s=args.timeout,
-               mem_gb=args.mem_gb, max_pixels=args.max_pixels, cli_every=args.cli_every,
+               mem_gb=args.mem_gb, max_pixels=args.max_pixels, cli_every=args.cli_every, jobs=args.jobs,
                log=lambda m: print(m, file=sys.stderr, flush=True))
     text = json.dumps(rec, indent=1)
     if args.out:
