@@ -213,9 +213,11 @@ def run_one(target: Target, data: bytes, *, cli: bool, timeout_s: float, mem_byt
     pid = os.fork()
     if pid == 0:  # the child: never returns
         os.close(rfd)
+        import faulthandler
         import gc
 
         gc.disable()
+        faulthandler.disable()  # a crash is reported by the parent, not dumped on the terminal
         status = 0
         try:
             resource.setrlimit(resource.RLIMIT_AS, (base_vm + mem_bytes, base_vm + mem_bytes))

@@ -137,3 +137,35 @@ def test_hpcm_stream_crc_is_stored_once():
     data[len(data) - b.stream_bytes + 5] ^= 0x10  # inside the y stream, its checksum left as it was
     with pytest.raises(BitstreamError, match="checksum mismatch in stream 0 of group 0"):
         codec.decode(loaded, bytes(data))
+
+
+def test_failed_decompress_leaves_no_file_behind(tmp_path, capsys):
+    """`lic decompress` writes its PNG atomically: on any failure neither the output nor a temporary file
+    exists afterwards, and the error is one line with exit status 2."""
+    from lic import cli
+
+    loaded = _loaded("minnen2018-mean")
+    ckpt = tmp_path / "m.pt"
+    torch.save({"model": loaded.key, "kwargs": load_params(profile="default")["models"][loaded.key]["kwargs"],
+                "state_dict": loaded.model.state_dict(), "quality": 2, "updated": True}, ckpt)
+    img = (np.random.default_rng(5).random((30, 40, 3)) * 255).astype(np.uint8)
+    good = tmp_path / "x.lic"
+    good.write_bytes(codec.encode(loaded, img, estimate=False).data)
+    bad = tmp_path / "bad.lic"
+    bad.write_bytes(good.read_bytes()[:-3])
+    (tmp_path / "adir").mkdir()
+    before = set(tmp_path.iterdir())
+    for src, out, msg in [(bad, tmp_path / "o.png", "truncated"), (good, tmp_path / "adir", "extension"),
+                          (good, tmp_path / "adir" / ".." / "adir.png" / "x.png", "No such file")]:
+        assert cli.main(["decompress", str(src), str(out), "--checkpoint", str(ckpt)]) == 2
+        err = capsys.readouterr().err
+        assert msg in err and len(err.strip().splitlines()) == 1, err
+        assert set(tmp_path.iterdir()) == before and not list((tmp_path / "adir").iterdir())
+    (tmp_path / "adir.png").mkdir()  # the output name is taken by a directory
+    assert cli.main(["decompress", str(good), str(tmp_path / "adir.png"), "--checkpoint", str(ckpt)]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert {p.name for p in tmp_path.iterdir()} == {p.name for p in before} | {"adir.png"}
+    assert cli.main(["decompress", str(good), str(tmp_path / "o.png"), "--checkpoint", str(ckpt)]) == 0
+    from PIL import Image
+
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "o.png")), codec.decode(loaded, good.read_bytes()))
