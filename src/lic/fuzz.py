@@ -7,7 +7,8 @@ child per mutant (a few ms, where a fresh interpreter costs seconds), so thousan
 two cores. Each child runs with ``RLIMIT_AS`` = the parent's address space + ``--mem-gb`` and is killed
 after ``--timeout`` seconds of wall time. Every ``--cli-every``-th mutant is decoded through the CLI's
 own code (``lic.cli.main(["decompress", ...])``, exit status and stderr checked) instead of
-:func:`lic.codec.decode`.
+:func:`lic.codec.decode`; ``--fresh-cli n`` also runs the first n through ``python -m lic.cli decompress``
+in a fresh interpreter each.
 
 Mutation categories (``valid`` = every CRC recomputed, so the file reaches the model checks and the
 decoder; otherwise the container's checksums must catch it):
@@ -247,6 +248,38 @@ def run_one(target: Target, data: bytes, *, cli: bool, timeout_s: float, mem_byt
     return result
 
 
+def run_fresh_cli(target: Target, data: bytes, *, timeout_s: float, workdir: Path) -> dict:
+    """Decode ``data`` with ``lic decompress`` in a fresh interpreter (``python -m lic.cli``), as a user runs it:
+    exit 0, or exit 2 with one line on stderr and no file left; anything else is a failure."""
+    import subprocess
+
+    path, out = workdir / "fresh.lic", workdir / "fresh.png"
+    path.write_bytes(data)
+    before = set(workdir.iterdir())
+    t0 = time.perf_counter()
+    try:
+        r = subprocess.run([sys.executable, "-m", "lic.cli", "decompress", str(path), str(out), "--checkpoint",
+                            str(target.checkpoint)], capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return {"outcome": "hang", "wall_s": time.perf_counter() - t0, "peak_rss_bytes": 0, "path": "fresh-cli"}
+    wall = time.perf_counter() - t0
+    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # the largest child so far
+    leftovers = sorted(p.name for p in set(workdir.iterdir()) - before - ({out} if r.returncode == 0 else set()))
+    out.unlink(missing_ok=True)
+    path.unlink()
+    lines = r.stderr.strip().splitlines()
+    if r.returncode < 0:
+        outcome = "crash"
+    elif r.returncode == 0 and not leftovers:
+        outcome = "decoded"
+    elif r.returncode == 2 and len(lines) == 1 and not leftovers:
+        outcome = "rejected"
+    else:
+        outcome = "traceback"
+    return {"outcome": outcome, "exit": r.returncode, "message": r.stderr[-3000:], "leftovers": leftovers,
+            "wall_s": wall, "peak_rss_bytes": rss, "path": "fresh-cli"}
+
+
 def _child(target: Target, data: bytes, *, cli: bool, max_pixels: int, workdir: Path) -> dict:
     from lic import cli as lic_cli
     from lic import codec
@@ -314,9 +347,10 @@ def _vm_bytes() -> int:
 
 
 def fuzz(count: int, *, families=tuple(FAMILIES), seed: int = 0, timeout_s: float = 30.0, mem_gb: float = 3.0,
-         max_pixels: int = 2 ** 20, cli_every: int = 10, jobs: int = 1, log=None) -> dict:
+         max_pixels: int = 2 ** 20, cli_every: int = 10, jobs: int = 1, fresh_cli: int = 0, log=None) -> dict:
     """Run ``count`` mutants spread over ``families``; return the JSON record (see the module docstring).
-    ``jobs`` > 1: that many forked shard workers, each running every ``jobs``-th mutant."""
+    ``jobs`` > 1: that many forked shard workers, each running every ``jobs``-th mutant. ``fresh_cli``: the
+    first that many mutants are also decoded by ``lic decompress`` in a fresh interpreter (seconds each)."""
     import torch
 
     torch.set_num_threads(1)  # the children inherit no thread pool; one core each
@@ -350,11 +384,22 @@ def fuzz(count: int, *, families=tuple(FAMILIES), seed: int = 0, timeout_s: floa
         counts.update({tuple(k.split("|")): v for k, v in part["counts"].items()})
         failures += part["failures"]
         slowest, peak = max(slowest, part["slowest"]), max(peak, part["peak"])
+    fresh: Counter = Counter()
+    for n in range(min(fresh_cli, count)):
+        target = targets[n % len(targets)]
+        category, valid, data = mutate(target, random.Random(plan[n]))
+        r = run_fresh_cli(target, data, timeout_s=max(timeout_s, 120), workdir=workdir)
+        fresh[r["outcome"]] += 1
+        if r["outcome"] in FAILURES:
+            failures.append({"key": target.key, "category": category, "valid": valid, "mutant": n,
+                             "mutant_seed": plan[n], **r})
     for p in workdir.iterdir():
         p.unlink()
     workdir.rmdir()
-    return _record(counts, failures, count, seed, timeout_s, mem_gb, max_pixels, cli_every, families, targets,
-                   slowest, peak, time.time() - t0, jobs)
+    rec = _record(counts, failures, count, seed, timeout_s, mem_gb, max_pixels, cli_every, families, targets,
+                  slowest, peak, time.time() - t0, jobs)
+    rec["fresh_cli"] = {"mutants": min(fresh_cli, count), "outcomes": dict(fresh)}
+    return rec
 
 
 def _shard(targets, plan, shard: int, jobs: int, cli_every: int, limits: dict, log) -> dict:
@@ -418,20 +463,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-pixels", type=int, default=2 ** 20, help="the decoder's image-size cap")
     p.add_argument("--cli-every", type=int, default=10, help="every n-th mutant through `lic decompress`")
     p.add_argument("--jobs", type=int, default=1, help="shard workers (forked), one core each")
+    p.add_argument("--fresh-cli", type=int, default=0,
+                   help="also decode the first n mutants with `python -m lic.cli decompress` (a fresh process each)")
     p.add_argument("--out", type=Path, help="write the JSON record here")
     args = p.parse_args(argv)
     from lic.cli import ignore_known_warnings
 
     ignore_known_warnings()
     rec = fuzz(args.count, families=tuple(args.family or FAMILIES), seed=args.seed, timeout_s=args.timeout,
-               mem_gb=args.mem_gb, max_pixels=args.max_pixels, cli_every=args.cli_every, jobs=args.jobs,
+               mem_gb=args.mem_gb, max_pixels=args.max_pixels, cli_every=args.cli_every, jobs=args.jobs, fresh_cli=args.fresh_cli,
                log=lambda m: print(m, file=sys.stderr, flush=True))
     text = json.dumps(rec, indent=1)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n")
-    print(json.dumps({k: rec[k] for k in ("mutants", "valid_checksum", "through_cli", "outcomes")}))
-    return 1 if any(rec["outcomes"][f] for f in FAILURES) else 0
+    print(json.dumps({k: rec[k] for k in ("mutants", "valid_checksum", "through_cli", "outcomes", "fresh_cli")}))
+    return 1 if rec["failures"] else 0
 
 
 if __name__ == "__main__":
