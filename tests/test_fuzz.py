@@ -13,7 +13,8 @@ from lic.entropy.container import parse
 
 @pytest.mark.parametrize("family", sorted(fuzz.FAMILIES))
 def test_no_mutant_crashes_hangs_or_blows_up(family):
-    rec = fuzz.fuzz(200, families=(family,), seed=7, timeout_s=30, mem_gb=3, cli_every=8, jobs=2)
+    rec = fuzz.fuzz(200, families=(family,), seed=7, timeout_s=30, mem_gb=3, cli_every=8, jobs=2,
+                    sizes=((40, 70), (33, 129)))
     assert rec["failures"] == [], rec["failures"][:3]
     assert all(rec["outcomes"][f] == 0 for f in fuzz.FAILURES)
     assert rec["outcomes"]["decoded"] + rec["outcomes"]["rejected"] == 200

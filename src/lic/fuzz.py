@@ -64,10 +64,10 @@ class Target:
     key: str
     loaded: object        # lic.codec.LoadedModel
     checkpoint: Path      # the same model as a lic checkpoint, for the CLI path
-    files: list[bytes]    # container files of IMAGE_SIZES (version 2), then one of version 1
+    files: list[bytes]    # container files of the images (version 2), then the first in version 1
 
 
-def build_targets(families, workdir: Path, seed: int = 0) -> list[Target]:
+def build_targets(families, workdir: Path, seed: int = 0, sizes=IMAGE_SIZES) -> list[Target]:
     import torch
 
     from lic import codec
@@ -77,7 +77,7 @@ def build_targets(families, workdir: Path, seed: int = 0) -> list[Target]:
     params = load_params(profile="default")
     rng = np.random.default_rng(seed)
     images = [(rng.random((h, w, 3)) * 90 + np.linspace(0, 150, w)[None, :, None]).astype(np.uint8)
-              for h, w in IMAGE_SIZES]
+              for h, w in sizes]
     targets = []
     for family in families:
         for key in FAMILIES[family]:
@@ -347,16 +347,18 @@ def _vm_bytes() -> int:
 
 
 def fuzz(count: int, *, families=tuple(FAMILIES), seed: int = 0, timeout_s: float = 30.0, mem_gb: float = 3.0,
-         max_pixels: int = 2 ** 20, cli_every: int = 10, jobs: int = 1, fresh_cli: int = 0, log=None) -> dict:
+         max_pixels: int = 2 ** 20, cli_every: int = 10, jobs: int = 1, fresh_cli: int = 0, sizes=IMAGE_SIZES,
+         log=None) -> dict:
     """Run ``count`` mutants spread over ``families``; return the JSON record (see the module docstring).
     ``jobs`` > 1: that many forked shard workers, each running every ``jobs``-th mutant. ``fresh_cli``: the
-    first that many mutants are also decoded by ``lic decompress`` in a fresh interpreter (seconds each)."""
+    first that many mutants are also decoded by ``lic decompress`` in a fresh interpreter (seconds each).
+    ``sizes``: the (h, w) of the images encoded (each in version 2; the first also in version 1)."""
     import torch
 
     torch.set_num_threads(1)  # the children inherit no thread pool; one core each
     workdir = Path(tempfile.mkdtemp(prefix="lic-fuzz-"))
     t0 = time.time()
-    targets = build_targets(families, workdir, seed)
+    targets = build_targets(families, workdir, seed, sizes)
     rnd = random.Random(seed)
     plan = [rnd.randrange(1 << 62) for _ in range(count)]
     import gc
