@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from lic import codec
-from lic.entropy.container import BitstreamError, parse
+from lic.entropy.container import BitstreamError, model_id, parse
 from lic.metrics import to_tensor, to_uint8
 
 
@@ -40,7 +40,8 @@ def test_round_trip_equals_forward_reconstruction_at_any_size(loaded, h, w):
 def test_centred_zero_padding_round_trips_and_crops_where_the_image_is(loaded, in_tiny_project):
     """The authors' padding (lic evaluate --protocol authors): zeros centred around the image, the odd
     pixel right / bottom, as their scripts' F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2));
-    a model loaded with that padding crops the same place, one loaded with the pipeline's does not."""
+    the container records it, so a model loaded with the pipeline's padding (lic decompress) crops the same
+    place."""
     img = _photo(45, 67)
     centre = codec.Padding("centre-zeros", 128)  # minnen2018's own multiple is 64
     x = codec.pad(to_tensor(img), loaded.pad_multiple, centre)
@@ -60,11 +61,18 @@ def test_centred_zero_padding_round_trips_and_crops_where_the_image_is(loaded, i
     assert np.abs(forward.astype(int) - enc.reconstruction.astype(int)).max() <= 1
     root, _ = in_tiny_project
     edge = codec.load_checkpoint(root / "checkpoints/minnen2018-mean/q6/model.pt")
-    assert not np.array_equal(codec.decode(edge, enc.data), enc.reconstruction)
+    assert parse(enc.data).pad_multiple == 128
+    assert np.array_equal(codec.decode(edge, enc.data), enc.reconstruction)
+    with pytest.raises(ValueError, match="version-1 container cannot record centred padding"):
+        codec.encode(loaded, img, version=1)
     # the same image with the pipeline's padding: other streams
     assert codec.encode(loaded, img, padding=codec.EDGE).data != enc.data
     with pytest.raises(ValueError, match="not a multiple of"):
-        codec.encode(loaded, img, padding=codec.Padding("centre-zeros", 96))
+        codec.encode(loaded, img, padding=codec.Padding("centre-zeros", 32))
+    with pytest.raises(ValueError, match="power of 2"):
+        codec.Padding("centre-zeros", 96)
+    with pytest.raises(ValueError, match="edge padding"):
+        codec.Padding("edge", 128)
     with pytest.raises(ValueError, match="padding mode"):
         codec.Padding("reflect")
 
@@ -72,8 +80,8 @@ def test_centred_zero_padding_round_trips_and_crops_where_the_image_is(loaded, i
 def test_header_records_the_image_and_model(loaded):
     enc = codec.encode(loaded, _photo())
     bs = parse(enc.data)
-    assert (bs.key, bs.quality, bs.height, bs.width) == ("minnen2018-mean", 6, 45, 67)
-    assert bs.fingerprint == loaded.fingerprint
+    assert (bs.model_id, bs.quality, bs.height, bs.width) == (model_id("minnen2018-mean"), 6, 45, 67)
+    assert bs.fingerprint == loaded.fingerprint[:4]
 
 
 def test_real_bits_close_to_estimate(loaded):
@@ -105,7 +113,7 @@ def test_other_checkpoint_is_refused(in_tiny_project, loaded):
 def test_other_model_key_is_refused(loaded):
     data = codec.encode(loaded, _photo()).data
     bs = parse(data)
-    bs.key = "li2025-hpcm-base"
+    bs.model_id = model_id("li2025-hpcm-base")
     with pytest.raises(BitstreamError, match="made by model 'li2025-hpcm-base'"):
         codec.decode(loaded, bs.to_bytes())
 

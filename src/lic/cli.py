@@ -176,6 +176,7 @@ def _cmd_compress(args: argparse.Namespace) -> int:
     import warnings
     from pathlib import Path
 
+    from lic import atomic
     from lic.codec import encode, load_checkpoint, read_image
 
     with warnings.catch_warnings(record=True) as caught:  # the image first: a bad one fails before the model loads
@@ -188,9 +189,7 @@ def _cmd_compress(args: argparse.Namespace) -> int:
         raise ValueError(f"--model {args.model} but {args.checkpoint} holds a {loaded.key!r} model")
     enc = encode(loaded, img, estimate=False)
     out = Path(args.output)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_bytes(enc.data)
-    tmp.replace(out)
+    atomic.write_bytes(out, enc.data)
     h, w = img.shape[:2]
     print(f"{out}: {len(enc.data)} bytes, {len(enc.data) * 8 / (h * w):.4f} bpp ({w}x{h}, {loaded.key} q{loaded.quality})")
     return 0
@@ -199,15 +198,16 @@ def _cmd_compress(args: argparse.Namespace) -> int:
 def _cmd_decompress(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from lic.codec import decode, load_checkpoint, write_image
+    from lic.codec import decode, image_format, load_checkpoint, write_image
     from lic.entropy.container import parse
 
+    image_format(args.output)  # an unknown output extension is an error before any decoding
     data = Path(args.input).read_bytes()
-    header = parse(data)
+    header = parse(data)  # a file that is not a lic bitstream: refused before the checkpoint is read
     loaded = load_checkpoint(args.checkpoint)
     img = decode(loaded, data, max_pixels=args.max_pixels)
-    write_image(args.output, img)
-    print(f"{args.output}: {header.width}x{header.height} from {header.key} q{header.quality}")
+    write_image(args.output, img)  # atomic: a complete PNG or none, never a temporary file left
+    print(f"{args.output}: {header.width}x{header.height} from {loaded.key} q{header.quality}")
     return 0
 
 

@@ -3,15 +3,24 @@
 ``encode`` pads the image to the model's multiple (edge replication, right and bottom; or, under the
 authors' evaluation protocol, centred zeros: :class:`Padding`), runs ``model.compress``, wraps the
 streams in the container (:mod:`lic.entropy.container`) and also decodes them once, so the encoder
-knows the exact reconstruction the decoder will produce. ``decode`` checks that the bitstream was made
-by this model and checkpoint, runs ``model.decompress`` and crops where the loaded model's padding put
+knows the exact reconstruction the decoder will produce. ``decode`` checks every header field against
+this model and checkpoint (:mod:`lic.entropy.layout`) before anything is allocated, runs
+``model.decompress`` on the bounds-checked rANS path (:mod:`lic.entropy.fast`: the same symbols as
+CompressAI's decoder, which does not check its input) and crops where the loaded model's padding put
 the image.
+
+Models whose streams carry their own CRC-32 prefix (HPCM's ``stream_crc``) keep it in the model's
+format; a version-2 container stores that CRC once, as the stream's container checksum, and puts the
+prefix back before decoding.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import struct
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,9 +31,10 @@ from PIL import Image
 
 from lic.checkpoints import CheckpointError
 from lic.checkpoints import load as load_record
-from lic.entropy.container import Bitstream, BitstreamError, parse
+from lic.entropy import layout
+from lic.entropy.container import FORMAT_VERSION, Bitstream, BitstreamError, parse
 from lic.images import ImageError, read_image  # noqa: F401  (codec.read_image / codec.ImageError: the API)
-from lic.limits import DEFAULT_MAX_PIXELS, check_pixels
+from lic.limits import DEFAULT_MAX_PIXELS
 from lic.metrics import to_tensor, to_uint8
 from lic.models import registry
 
@@ -49,8 +59,8 @@ class Padding:
     ``edge`` (the pipeline's): replicate the last row and column, right and bottom; the image sits at
     the top left. ``centre-zeros`` (the authors' evaluation scripts, ``lic evaluate --protocol authors``):
     zeros around the image, split evenly (the odd pixel right / bottom), to ``multiple`` (None: the
-    model's). The container does not record it: a stream coded with centred padding decodes to the right
-    pixels only through a :class:`LoadedModel` whose ``padding`` says so."""
+    model's). The container records it (:mod:`lic.entropy.container`, version 2), so any decoder crops
+    the right pixels."""
 
     mode: str = "edge"
     multiple: int | None = None
@@ -58,8 +68,10 @@ class Padding:
     def __post_init__(self):
         if self.mode not in ("edge", "centre-zeros"):
             raise ValueError(f"padding mode must be 'edge' or 'centre-zeros', not {self.mode!r}")
-        if self.multiple is not None and self.multiple < 1:
-            raise ValueError(f"padding multiple must be ≥ 1, not {self.multiple}")
+        if self.multiple is not None and self.mode == "edge":
+            raise ValueError("edge padding is to the model's own multiple (the container derives the frame from it)")
+        if self.multiple is not None and (self.multiple < 1 or self.multiple & (self.multiple - 1)):
+            raise ValueError(f"padding multiple must be a power of 2, not {self.multiple}")
 
     def offsets(self, height: int, width: int, model_multiple: int) -> tuple[int, int]:
         """(top, left) of a ``height × width`` image inside its padded frame."""
@@ -79,7 +91,7 @@ class LoadedModel:
     quality: int
     fingerprint: bytes
     record: dict
-    padding: Padding = EDGE  # how encode pads, and so where decode crops (not in the container)
+    padding: Padding = EDGE  # how encode pads (decode follows the container's record of it)
 
     @property
     def pad_multiple(self) -> int:
@@ -118,8 +130,23 @@ def load_checkpoint(path: str | Path, device: str = "cpu", *, as_key: str | None
     return LoadedModel(model, record["model"], quality, bytes(fp), record)
 
 
+def image_format(path: str | Path) -> str:
+    """Pillow's format name for ``path``'s extension (``.png`` -> ``PNG``), or :class:`ImageError`."""
+    suffix = Path(path).suffix.lower()
+    fmt = Image.registered_extensions().get(suffix)
+    if fmt is None:
+        raise ImageError(f"{path}: cannot tell the image format from the extension {suffix or '(none)'!r}; "
+                         f"name the output .png")
+    return fmt
+
+
 def write_image(path: str | Path, img: np.ndarray) -> None:
-    Image.fromarray(img).save(path)
+    """Write ``img`` atomically (:mod:`lic.atomic`): complete, or not at all and no temporary file left."""
+    from lic import atomic
+
+    fmt = image_format(path)
+    with atomic.atomic_file(path) as f:
+        Image.fromarray(img).save(f, format=fmt)
 
 
 def pad(x: torch.Tensor, multiple: int, padding: Padding = EDGE) -> torch.Tensor:
@@ -169,9 +196,10 @@ def estimate_bits(model: torch.nn.Module, x_padded: torch.Tensor) -> tuple[float
 
 @torch.no_grad()
 def encode(loaded: LoadedModel, img: np.ndarray, *, estimate: bool = True,
-           padding: Padding | None = None) -> Encoded:
+           padding: Padding | None = None, version: int = FORMAT_VERSION) -> Encoded:
     """Compress an (H, W, 3) uint8 image into container bytes. ``padding``: instead of
-    ``loaded.padding`` (decode the stream with a model loaded with the same padding)."""
+    ``loaded.padding`` (decode the stream with a model loaded with the same padding); ``version``: of
+    the container (1 for tests of the old format)."""
     model = loaded.model
     padding = loaded.padding if padding is None else padding
     _check_padding(loaded, padding)
@@ -188,9 +216,17 @@ def encode(loaded: LoadedModel, img: np.ndarray, *, estimate: bool = True,
     else:
         out = model.compress(x)
     shape = tuple(int(s) for s in out["shape"])
+    pad_multiple = 0 if padding.mode == "edge" else (padding.multiple or loaded.pad_multiple)
+    expected = layout.expected_shape(model, h, w, pad_multiple)
+    if shape != expected:  # the decoder derives it: a model bug, never the input's
+        raise RuntimeError(f"{loaded.key}.compress stored latent shape {shape}, but its bitstream_shape gives "
+                           f"{expected}")
     extra = out.get("extra", b"")
+    streams = [list(group) for group in out["strings"]]
+    if version >= 2 and getattr(model, "stream_crc", False):
+        streams = [[_unseal(s) for s in group] for group in streams]
     bs = Bitstream(key=loaded.key, quality=loaded.quality, fingerprint=loaded.fingerprint, height=h, width=w,
-                   shape=shape, streams=[[s for s in group] for group in out["strings"]], extra=extra)
+                   shape=shape, streams=streams, extra=extra, version=version, pad_multiple=pad_multiple)
     data = bs.to_bytes()
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -198,7 +234,7 @@ def encode(loaded: LoadedModel, img: np.ndarray, *, estimate: bool = True,
     # the encoder's reconstruction: the model's own exact decoder output when its compress returns one
     # (CGOO decodes every candidate to choose), else the streams decoded by this model
     recon = (_to_image(loaded, out["x_hat"], h, w, padding) if "x_hat" in out
-             else _decode_streams(loaded, bs, padding))
+             else _decode_streams(loaded, bs, padding=padding))
     bits, capped = estimate_bits(model, x) if estimate else (float("nan"), float("nan"))
     return Encoded(data, recon, bits, enc_time, capped, bs.payload_bytes)
 
@@ -214,10 +250,41 @@ def _check_padding(loaded: LoadedModel, padding: Padding) -> None:
                          f"centred padding does not apply to it")
 
 
-def _decode_streams(loaded: LoadedModel, bs: Bitstream, padding: Padding | None = None) -> np.ndarray:
+def _unseal(s: bytes) -> bytes:
+    """A model's CRC-prefixed stream without its prefix (the container keeps the CRC)."""
+    if len(s) < 4 or struct.unpack(">I", s[:4])[0] != zlib.crc32(s[4:]):
+        raise RuntimeError("a stream_crc model wrote a stream without a valid CRC-32 prefix")
+    return s[4:]
+
+
+def _model_streams(model, bs: Bitstream) -> list[list[bytes]]:
+    if bs.version >= 2 and getattr(model, "stream_crc", False):
+        return [[struct.pack(">I", zlib.crc32(s)) + s for s in group] for group in bs.streams]
+    return bs.streams
+
+
+def _decode_streams(loaded: LoadedModel, bs: Bitstream, shape: tuple[int, ...] | None = None,
+                    padding: Padding | None = None) -> np.ndarray:
     kwargs = {"extra": bs.extra} if bs.extra else {}
-    out = loaded.model.decompress(bs.streams, list(bs.shape), **kwargs)
+    shape = bs.shape if shape is None else shape
+    with fast_coder(loaded.model):
+        out = loaded.model.decompress(_model_streams(loaded.model, bs), list(shape), **kwargs)
     return _to_image(loaded, out["x_hat"], bs.height, bs.width, padding)
+
+
+@contextlib.contextmanager
+def fast_coder(model: torch.nn.Module):
+    """Decode on the bounds-checked rANS path (:mod:`lic.entropy.fast`) whatever ``entropy_coder`` the
+    model was built with: both paths decode the same symbols from valid streams, and only this one is
+    safe on a damaged or hostile stream (CompressAI's C++ decoder reads past the end of one)."""
+    saved = [(m, m.entropy_coder_name) for m in model.modules() if hasattr(m, "entropy_coder_name")]
+    try:
+        for m, _ in saved:
+            m.entropy_coder_name = "fast"
+        yield model
+    finally:
+        for m, name in saved:
+            m.entropy_coder_name = name
 
 
 def _to_image(loaded: LoadedModel, x_hat: torch.Tensor, height: int, width: int,
@@ -232,21 +299,17 @@ def _to_image(loaded: LoadedModel, x_hat: torch.Tensor, height: int, width: int,
 
 @torch.no_grad()
 def decode(loaded: LoadedModel, data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decode container bytes with ``loaded`` into an (H, W, 3) uint8 image.
-
-    ``max_pixels``: the largest image the caller accepts (:mod:`lic.limits`, ``--max-pixels``); a header
-    declaring more is refused before anything is decoded."""
+    """Decode container bytes with ``loaded`` into an (H, W, 3) uint8 image. Every header field is checked
+    against the model and checkpoint first (:func:`lic.entropy.layout.check`; ``max_pixels``, the largest
+    image the caller accepts, ``--max-pixels``, caps the image size: :class:`lic.limits.LimitError`);
+    anything wrong is a one-line :class:`BitstreamError`."""
     bs = parse(data)
-    check_pixels(bs.height, bs.width, max_pixels, what="bitstream image")
-    if bs.key != loaded.key:
-        raise BitstreamError(f"bitstream was made by model {bs.key!r}, but the checkpoint is a {loaded.key!r}")
-    if bs.fingerprint != loaded.fingerprint:
-        raise BitstreamError(f"bitstream was made by another checkpoint of {bs.key!r} (weights fingerprint "
-                             f"{bs.fingerprint.hex()}, this checkpoint {loaded.fingerprint.hex()}); "
-                             f"decode it with the checkpoint that encoded it")
+    shape = layout.check(bs, loaded, max_pixels)
     try:
-        return _decode_streams(loaded, bs)
+        padding = Padding("centre-zeros", bs.pad_multiple) if bs.pad_multiple else EDGE  # the header's
+        return _decode_streams(loaded, bs, shape, padding)
     except BitstreamError:
         raise
-    except Exception as e:  # a stream that passes the CRC but decodes to nonsense
-        raise BitstreamError(f"corrupted bitstream: decoding failed ({type(e).__name__}: {e})") from e
+    except Exception as e:  # a stream that passes its CRC but decodes to nonsense
+        msg = " ".join(str(e).split())[:300]  # one line, whatever the model's message
+        raise BitstreamError(f"corrupted bitstream: decoding failed ({type(e).__name__}: {msg})") from e

@@ -400,6 +400,9 @@ class CGOO(TCM):
         # encoder's reconstruction instead of decoding the streams once more)
         return {"strings": enc["strings"], "shape": enc["shape"], "extra": enc["extra"], "x_hat": enc["x_hat"]}
 
+    #: stream groups [y], [z], [ddt], [msc]: the last two hold one stream when the component is on, else none
+    bitstream_groups = ((1, 1), (1, 1), (0, 1), (0, 1))
+
     @torch.no_grad()
     def decompress(self, strings, shape, extra: bytes = b"") -> dict:
         """Inverse of :meth:`compress` with the fixed decoder weights. Output clamped to [0, 1]."""

@@ -258,6 +258,11 @@ class HPCM(CompressionModel):
             prev = r
         return y_hat, res, sc
 
+    def bitstream_shape(self, height: int, width: int) -> tuple[int, ...]:
+        """The ``shape`` :meth:`compress` stores for a ``height`` x ``width`` input: (z_h, z_w, H, W)."""
+        m = self.size_multiple
+        return (-(-height // m) * m // 64, -(-width // m) * m // 64, height, width)
+
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         m = self.size_multiple

@@ -8,8 +8,11 @@ Compression*, NeurIPS 2018 — the mean-scale hyperprior without the autoregress
                   │                                   │
                   └──────────── [GC(scales, means)] ──┴─ y_hat ─ g_s ─ x_hat
 
-CompressAI's implementation (``compressai.models.MeanScaleHyperprior``) is used as is: it is a
-pinned dependency, never vendored; its forward/compress/decompress share its entropy models.
+CompressAI's implementation (``compressai.models.MeanScaleHyperprior``) is used as is (a pinned
+dependency, never vendored; forward/compress share its entropy models), with one change: ``decompress``
+decodes on the project's bounds-checked rANS path (:mod:`lic.entropy.fast`, the same symbols as
+CompressAI's C++ decoder, whose release build reads past the end of a garbage stream), so a damaged
+or hostile stream gives an error or a wrong image, never a crash.
 
 Args:
     N: channels of the transforms (128 in CompressAI's qualities 1-5, 192 above).
@@ -20,12 +23,38 @@ Deviations: the default profile trains N=48, M=64 on CPU (params.yaml ``models.m
 
 from __future__ import annotations
 
+import torch
 from compressai.models import MeanScaleHyperprior
 
+from lic.entropy.fast import coder
 from lic.models.registry import register
+
+
+class ReferenceHyperprior(MeanScaleHyperprior):
+    """``MeanScaleHyperprior`` with a bounds-checked ``decompress`` and the container's layout hooks."""
+
+    @torch.no_grad()
+    def decompress(self, strings, shape) -> dict:
+        if len(strings) != 2 or len(strings[0]) != len(strings[1]):
+            raise ValueError("mean-scale hyperprior streams must be [y strings, z strings], one of each per image")
+        rc = coder("fast")
+        z_hat = rc.eb_decompress(self.entropy_bottleneck, strings[1], tuple(shape))
+        gaussian_params = self.h_s(z_hat)
+        scales_hat, means_hat = gaussian_params.chunk(2, 1)
+        gc = self.gaussian_conditional
+        indexes = gc.build_indexes(scales_hat)
+        tables = rc.tables(gc)
+        values = torch.stack([rc.decode(s, indexes[i], tables).reshape(indexes[i].shape)
+                              for i, s in enumerate(strings[0])])
+        y_hat = gc.dequantize(values.to(means_hat.device), means_hat)
+        return {"x_hat": self.g_s(y_hat).clamp_(0, 1)}
+
+    def bitstream_shape(self, height: int, width: int) -> tuple[int, ...]:
+        """What ``compress`` stores as ``shape`` for a (padded) ``height`` x ``width`` input: z's size."""
+        return (-(-height // 64), -(-width // 64))
 
 
 @register("minnen2018-mean", description="mean-scale hyperprior (CompressAI mbt2018-mean)",
           citation="Minnen, Ballé, Toderici, NeurIPS 2018", pad_multiple=64, N=128, M=192)
 def mean_scale_hyperprior(N: int = 128, M: int = 192) -> MeanScaleHyperprior:
-    return MeanScaleHyperprior(N=N, M=M)
+    return ReferenceHyperprior(N=N, M=M)

@@ -12,6 +12,8 @@ from typing import Callable, Mapping
 
 import torch.nn as nn
 
+from lic.entropy.container import model_id
+
 
 @dataclass(frozen=True)
 class OfficialRelease:
@@ -55,6 +57,9 @@ def register(key: str, *, description: str, citation: str, pad_multiple: int,
     def wrap(builder):
         if key in MODELS:
             raise ValueError(f"model key {key!r} registered twice")
+        clash = key_for_id(model_id(key), load=False)
+        if clash is not None:  # the container stores this 16-bit id, not the key
+            raise ValueError(f"model key {key!r} has the same container id as {clash!r}; choose another key")
         MODELS[key] = ModelSpec(key, builder, description, citation, pad_multiple, defaults, official)
         return builder
 
@@ -93,6 +98,13 @@ def build(key: str, **kwargs) -> nn.Module:
     model.registry_key = key
     model.pad_multiple = spec.pad_multiple
     return model
+
+
+def key_for_id(mid: int, *, load: bool = True) -> str | None:
+    """The registered key whose container id (:func:`lic.entropy.container.model_id`) is ``mid``."""
+    if load:
+        _load_all()
+    return next((k for k in MODELS if model_id(k) == mid), None)
 
 
 def keys() -> list[str]:

@@ -190,6 +190,11 @@ class TCM(CompressionModel):
         self.gaussian_conditional = GaussianConditional(None)
 
     # ------------------------------------------------------------------ helpers
+    def bitstream_shape(self, height: int, width: int) -> tuple[int, ...]:
+        """The ``shape`` :meth:`compress` stores for a ``height`` x ``width`` input: (z_h, z_w, H, W)."""
+        ph, pw = self._padded_size(height, width)
+        return (-(-ph // 64), -(-pw // 64), height, width)
+
     def _padded_size(self, h: int, w: int) -> tuple[int, int]:
         m = self.size_multiple
 

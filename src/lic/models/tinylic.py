@@ -316,6 +316,10 @@ class TinyLIC(CompressionModel):
             return [t[b]]
         return [t[b, :, py::2, px::2] for py, px in groups]
 
+    def bitstream_shape(self, height: int, width: int) -> tuple[int, ...]:
+        """The ``shape`` :meth:`compress` stores for a ``height`` x ``width`` (RGB, padded) input: z's size."""
+        return (-(-height // 64), -(-width // 64))
+
     def _cdf_args(self):
         """The GaussianConditional's CDF tables in the form of the selected coder path."""
         return coder(self.entropy_coder_name).tables(self.gaussian_conditional)
