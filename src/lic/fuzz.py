@@ -13,7 +13,7 @@ in a fresh interpreter each.
 Mutation categories (``valid`` = every CRC recomputed, so the file reaches the model checks and the
 decoder; otherwise the container's checksums must catch it):
 
-* ``header``: one header field set to an extreme or random value (size, quality, coder, channels,
+* ``header``: one header field set to an extreme or random value (size, quality, coder, channels, padding,
   model id, fingerprint, side information, stream layout, the latent shape of version 1), valid;
 * ``swap``: two streams exchanged (within a file, or one taken from another file of the same model);
 * ``truncate`` / ``extend``: the file, or one stream (valid), cut short or lengthened with random bytes;
@@ -160,7 +160,7 @@ def _splice(data: bytes, bs) -> bytes:
 
 def _mutate_header(bs, rnd: random.Random) -> None:
     field = rnd.choice(("height", "width", "size", "quality", "coder", "channels", "model_id", "fingerprint",
-                        "extra", "layout", "shape"))
+                        "extra", "layout", "shape", "padding"))
     if field in ("height", "width"):
         setattr(bs, field, rnd.choice(_SIZES + (rnd.randrange(1, 5000),)))
     elif field == "size":
@@ -168,7 +168,12 @@ def _mutate_header(bs, rnd: random.Random) -> None:
     elif field == "quality":
         bs.quality = rnd.randrange(256)
     elif field == "coder":
-        bs.coder = rnd.randrange(1, 16)
+        bs.coder = rnd.randrange(1, 8)
+    elif field == "padding":  # version 2: centred padding to a power of 2 (the flag bit and its byte)
+        if bs.version == 1:
+            bs.quality = rnd.randrange(256)
+        else:
+            bs.pad_multiple = 1 << rnd.randrange(13)
     elif field == "channels":
         bs.channels = rnd.choice((0, 1, 2, 4, 15))
     elif field == "model_id":
