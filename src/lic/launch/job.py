@@ -60,7 +60,7 @@ def commit(root: str | Path, address: str, lock_timeout_s: float = 600) -> None:
     """``dvc commit --force <address>``: the stage's deps and outs hashed into its lock file, its
     cached outputs into the DVC cache. One job at a time (``logs/launch/commit.lock``); DVC's own
     repository lock is retried while another DVC command holds it."""
-    from dvc.exceptions import LockError
+    from dvc.lock import LockError
     from dvc.repo import Repo
 
     lock_path = state.folder(root) / "commit.lock"
@@ -110,7 +110,10 @@ class StageJob:
         cmd = command(st, self.nproc)
         print(f"[launch] {st.address}: {cmd}  (in {st.wdir})", flush=True)
         self._proc = subprocess.Popen(["bash", "-c", cmd], cwd=st.wdir, env=self._env(), start_new_session=True)
-        rc = self._proc.wait()
+        # poll, never Popen.wait(): submitit's signal handler runs in this thread, and a wait inside it
+        # (checkpoint) would spin on the lock an outer wait() holds
+        while (rc := self._proc.poll()) is None:
+            time.sleep(0.5)
         self._proc = None
         if rc != 0:
             remove_outputs(st)  # nothing half-written stays behind to be mistaken for a result
@@ -131,10 +134,13 @@ class StageJob:
         if proc is not None and proc.poll() is None:
             try:
                 os.killpg(proc.pid, signal.SIGUSR1)  # lic.train: save last.pt after this step, exit
-                proc.wait(timeout=STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)  # resumes from the previous last.pt instead
-                proc.wait()
+                deadline = time.monotonic() + STOP_GRACE_S
+                while proc.poll() is None and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)  # resumes from the previous last.pt instead
+                    while proc.poll() is None:
+                        time.sleep(0.2)
             except ProcessLookupError:
                 pass
         self._proc = None

@@ -15,7 +15,9 @@ from pathlib import Path
 from lic.launch import executors, graph, state
 from lic.launch.job import StageJob
 
-POLL_S = 5.0
+POLL_S = 2.0
+#: how often a queued/running job is looked up in its scheduler (to notice one that vanished)
+LOST_CHECK_S = 60.0
 
 
 def default_targets(root: Path, stages: dict[str, graph.Stage]) -> list[str]:
@@ -29,6 +31,7 @@ class Launcher:
     def __init__(self, root: str | Path, kind: str, opts: executors.Options, log=print, poll_s: float = POLL_S):
         self.root, self.kind, self.opts, self.log, self.poll_s = Path(root).resolve(), kind, opts, log, poll_s
         self.folder = state.folder(self.root)
+        self._checked: dict[str, float] = {}
 
     def run(self, targets: list[str], dry: bool = False) -> int:
         """Launch ``targets`` (and what is changed upstream of them); 0 when every stage ended done
@@ -87,6 +90,7 @@ class Launcher:
                         running[a] = (None, free.pop())
                         continue
                     slot = free.pop()
+                    self._checked[a] = time.monotonic()
                     running[a] = (self._submit(executor, stages[a], slot), slot)
                     pending.remove(a)
             if pending or running:
@@ -113,18 +117,20 @@ class Launcher:
     def _poll(self, address: str, job) -> str | None:
         """``done``/``failed`` once the stage's job has ended, else None."""
         rec = state.read(self.root, address) or {}
-        st = state.effective(rec)
         finished = job is not None and job.paths.result_pickle.exists()
+        st = rec.get("status", "queued")
+        if not finished and st not in ("done", "failed") and time.monotonic() - self._checked.get(address, 0) > LOST_CHECK_S:
+            self._checked[address] = time.monotonic()
+            st = state.effective(rec)
         if st == "done":
             self.log(f"[launch] {address}: done")
             return "done"
         if st == "failed" or st == "lost" or (finished and st != "done"):
             error = rec.get("error")
-            if finished and not error:
-                try:
-                    job.result()
-                except Exception as e:  # the job died before writing its record (e.g. an import error)
-                    error = f"stage {address}: job {job.job_id} failed ({str(e).strip().splitlines()[-1]}); log: {rec.get('log')}"
+            if finished and not error:  # the job died before writing its record (e.g. an import error)
+                err = str(job.paths.stderr).replace("%j", str(job.job_id))
+                logs = rec.get("log") + (f" and {err}" if err != rec.get("log") else "")
+                error = f"stage {address}: job {job.job_id} failed outside the stage's command; log: {logs}"
             if not error:
                 error = f"stage {address}: job {rec.get('job_id')} ended without finishing ({st}); log: {rec.get('log')}"
             state.update(self.root, address, status="failed", error=error)
