@@ -7,6 +7,8 @@ stage lists that model file as a dependency, exactly as ``dvc repro`` sees it.
 from __future__ import annotations
 
 import fnmatch
+import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,11 +31,22 @@ class Stage:
         return self.cmd.startswith("lic train ")
 
 
+@contextmanager
+def in_root(root: str | Path):
+    """DVC resolves stage addresses against the working directory: every DVC call runs from the root."""
+    old = os.getcwd()
+    os.chdir(root)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
 def load(root: str | Path) -> dict[str, Stage]:
-    """Every stage of the repository at ``root`` (all dvc.yaml files), by address."""
+    """Every stage of the repository at ``root`` (all dvc.yaml files), by address (relative to ``root``)."""
     from dvc.repo import Repo
 
-    with Repo(str(root)) as repo:
+    with in_root(root), Repo(str(root)) as repo:
         graph = repo.index.graph
         out = {}
         for s in graph.nodes:
@@ -82,7 +95,7 @@ def changed(root: str | Path, addresses: list[str]) -> set[str]:
     from dvc.repo import Repo
 
     out = set()
-    with Repo(str(root)) as repo:
+    with in_root(root), Repo(str(root)) as repo:
         for a in addresses:
             status = repo.status(targets=[a], with_deps=False)
             if status:

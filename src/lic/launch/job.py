@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from lic.launch import state
-from lic.launch.graph import Stage
+from lic.launch.graph import Stage, in_root
 
 #: how long a training process may take to finish its step and save ``last.pt`` after SIGUSR1
 STOP_GRACE_S = 600
@@ -70,7 +70,7 @@ def commit(root: str | Path, address: str, lock_timeout_s: float = 600) -> None:
         fcntl.flock(fh, fcntl.LOCK_EX)
         while True:
             try:
-                with Repo(str(root)) as repo:
+                with in_root(root), Repo(str(root)) as repo:
                     repo.commit(address, force=True)
                 return
             except LockError:
