@@ -67,7 +67,7 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     opts = executors.Options(max_parallel=args.max_parallel, gpus_per_job=args.gpus_per_job,
                              cpus_per_job=args.cpus_per_job, timeout_min=args.timeout_min,
                              partition=args.slurm_partition, slurm_args=executors.parse_slurm_args(args.slurm_arg),
-                             signal_delay_s=args.signal_delay_s)
+                             signal_delay_s=args.signal_delay_s, max_requeues=args.max_requeues)
     return Launcher(root, args.executor, opts).run(args.targets, dry=args.dry)
 
 
@@ -427,6 +427,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an extra #SBATCH option, e.g. --slurm-arg account=lab --slurm-arg qos=high (repeatable)")
     p.add_argument("--signal-delay-s", type=int, default=120,
                    help="seconds between SLURM's warning signal and the time limit (default 120)")
+    p.add_argument("--max-requeues", type=int, default=1000,
+                   help="slurm: time limits a job may reach (each time requeued and resumed) before it fails")
     p.add_argument("--status", action="store_true", help="list launched stages: queued, running, done, failed")
     p.add_argument("--plan", action="store_true", help="steps and estimated GPU-hours per training stage")
     p.add_argument("--profile", choices=["default", "paper"], help="--plan: price this profile")

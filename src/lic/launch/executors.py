@@ -86,7 +86,7 @@ def make(kind: str, folder: Path, opts: Options):
         raise FileNotFoundError("--executor slurm: no `sbatch` on PATH (run lic launch on a SLURM login node)")
     ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=opts.max_requeues)
     params = dict(time=opts.timeout_min or 60, nodes=1, ntasks_per_node=1, signal_delay_s=opts.signal_delay_s,
-                  stderr_to_stdout=True, additional_parameters=dict(opts.slurm_args))
+                  stderr_to_stdout=True, additional_parameters={"requeue": True, **opts.slurm_args})
     if opts.partition:
         params["partition"] = opts.partition
     if opts.cpus_per_job:
