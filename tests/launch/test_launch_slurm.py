@@ -4,6 +4,8 @@ the reference model's default-profile stages (shrunk, tests/launch/project.py)."
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -33,9 +35,16 @@ def _model(root: Path, q) -> Path:
     return root / "checkpoints" / KEY / (BASE if q == BASE else f"q{q}") / "model.pt"
 
 
+def _logs(repo: Path, out: str) -> str:
+    """The launcher's output and the tail of every job log, for a failure message."""
+    tails = [f"--- {p}\n" + "\n".join(p.read_text(errors="replace").splitlines()[-15:])
+             for p in sorted((repo / "logs" / "launch" / "jobs").glob("*/*.out"))]
+    return "\n".join([out, *tails])
+
+
 def test_local_executor_runs_upstream_stages_and_records_them(repo):
     r = project.run(["lic", "launch", "data@*", "recipes", "--executor", "local", "--max-parallel", "2"], repo)
-    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.returncode == 0, _logs(repo, r.stdout + r.stderr)
     assert "8 stage(s)" in r.stdout
     st = project.run(["dvc", "status", "--json", "recipes", "data"], repo)
     assert st.returncode == 0 and json.loads(st.stdout) == {}, st.stdout + st.stderr
@@ -50,24 +59,30 @@ def test_slurm_training_requeues_resumes_and_matches_local(repo, slurm_cluster, 
     launcher = subprocess.Popen(cmd, cwd=repo, env=project.env(repo, slurm_cluster.env), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
     try:
-        # preempt the base job once it has written a checkpoint: SLURM's time-limit/preemption signal (USR2)
+        # preempt the base job once it has written a checkpoint: SLURM's time-limit/preemption signal (USR2).
+        # Its training process is paused (SIGSTOP) from the first checkpoint until the signal is sent, so that
+        # the signal lands mid-run however fast this machine trains.
         last = repo / "checkpoints" / KEY / "base" / "last.pt"
         deadline = time.monotonic() + 240
         while not last.exists():
-            assert launcher.poll() is None and time.monotonic() < deadline, launcher.stdout.read()
-            time.sleep(0.2)
-        job_id = state.read(repo, f"train_reference_base@{KEY}")["job_id"]
+            assert launcher.poll() is None and time.monotonic() < deadline, _logs(repo, launcher.stdout.read())
+            time.sleep(0.05)
+        rec = state.read(repo, f"train_reference_base@{KEY}")
+        job_id, pgid = rec["job_id"], rec["pid"]
+        os.killpg(pgid, signal.SIGSTOP)
         subprocess.run(["scancel", "--signal=USR2", job_id], env=slurm_cluster.env, check=True)
+        time.sleep(1)
+        os.killpg(pgid, signal.SIGCONT)
         # SLURM holds a requeued job for two minutes (its EligibleTime); release it at once
         while slurm_cluster.squeue(job_id) != "PENDING":
-            assert launcher.poll() is None and time.monotonic() < deadline, launcher.stdout.read()
+            assert launcher.poll() is None and time.monotonic() < deadline, _logs(repo, launcher.stdout.read())
             time.sleep(0.2)
         subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], env=slurm_cluster.env, check=True)
         out, _ = launcher.communicate(timeout=300)
     finally:
         if launcher.poll() is None:
             launcher.kill()
-    assert launcher.returncode == 0, out
+    assert launcher.returncode == 0, _logs(repo, out)
     # the 7 stages ran as SLURM jobs; their upstream (data, recipes) was already recorded by the local launch
     assert "finished: 7 done, 8 up to date" in out, out
     base = state.read(repo, f"train_reference_base@{KEY}")

@@ -94,10 +94,14 @@ def changed(root: str | Path, addresses: list[str]) -> set[str]:
     never run), each judged on its own, with the lock files as they are now."""
     from dvc.repo import Repo
 
-    out = set()
-    with in_root(root), Repo(str(root)) as repo:
-        for a in addresses:
-            status = repo.status(targets=[a], with_deps=False)
-            if status:
-                out.add(a)
-    return out
+    from lic.launch.state import retry_locked
+
+    def run() -> set[str]:
+        out = set()
+        with in_root(root), Repo(str(root)) as repo:
+            for a in addresses:
+                if repo.status(targets=[a], with_deps=False):
+                    out.add(a)
+        return out
+
+    return retry_locked(root, run)

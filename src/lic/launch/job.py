@@ -17,7 +17,6 @@ job to requeue. The requeued job runs the same ``cmd``, which resumes from ``las
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import signal
@@ -56,27 +55,16 @@ def remove_outputs(stage: Stage) -> None:
             p.unlink()
 
 
-def commit(root: str | Path, address: str, lock_timeout_s: float = 600) -> None:
-    """``dvc commit --force <address>``: the stage's deps and outs hashed into its lock file, its
-    cached outputs into the DVC cache. One job at a time (``logs/launch/commit.lock``); DVC's own
-    repository lock is retried while another DVC command holds it."""
-    from dvc.lock import LockError
+def commit(root: str | Path, address: str) -> None:
+    """``dvc commit --force <address>``: the stage's deps and outs hashed into its lock file, its cached
+    outputs into the DVC cache; one DVC command at a time (:func:`lic.launch.state.retry_locked`)."""
     from dvc.repo import Repo
 
-    lock_path = state.folder(root) / "commit.lock"
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + lock_timeout_s
-    with open(lock_path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        while True:
-            try:
-                with in_root(root), Repo(str(root)) as repo:
-                    repo.commit(address, force=True)
-                return
-            except LockError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(2)
+    def run() -> None:
+        with in_root(root), Repo(str(root)) as repo:
+            repo.commit(address, force=True)
+
+    state.retry_locked(root, run)
 
 
 class StageJob:
@@ -110,6 +98,7 @@ class StageJob:
         cmd = command(st, self.nproc)
         print(f"[launch] {st.address}: {cmd}  (in {st.wdir})", flush=True)
         self._proc = subprocess.Popen(["bash", "-c", cmd], cwd=st.wdir, env=self._env(), start_new_session=True)
+        state.update(self.root, st.address, pid=self._proc.pid)  # the stage's process group, on `host`
         # poll, never Popen.wait(): submitit's signal handler runs in this thread, and a wait inside it
         # (checkpoint) would spin on the lock an outer wait() holds
         while (rc := self._proc.poll()) is None:

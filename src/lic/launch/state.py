@@ -5,11 +5,13 @@ done, failed), so that ``lic launch --status`` works from any shell and after th
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 STATUSES = ("queued", "running", "requeued", "done", "failed", "lost")
@@ -17,6 +19,36 @@ STATUSES = ("queued", "running", "requeued", "done", "failed", "lost")
 
 def folder(root: str | Path) -> Path:
     return Path(root) / "logs" / "launch"
+
+
+@contextmanager
+def dvc_lock(root: str | Path, timeout_s: float = 600):
+    """One DVC command at a time among the launcher and its jobs (``logs/launch/dvc-command.lock``): DVC's own
+    repository lock refuses, rather than waits for, a second command. Retries DVC's lock while a DVC
+    command outside lic launch holds it."""
+    path = folder(root) / "dvc-command.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout_s
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield lambda: time.monotonic() < deadline
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def retry_locked(root: str | Path, fn, timeout_s: float = 600):
+    """``fn()`` under :func:`dvc_lock`, retried every 2 s while DVC reports its repository locked."""
+    from dvc.lock import LockError
+
+    with dvc_lock(root, timeout_s) as in_time:
+        while True:
+            try:
+                return fn()
+            except LockError:
+                if not in_time():
+                    raise
+                time.sleep(2)
 
 
 def _file(root: str | Path, address: str) -> Path:
