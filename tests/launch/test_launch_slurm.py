@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -89,6 +90,10 @@ def test_slurm_training_requeues_resumes_and_matches_local(repo, slurm_cluster, 
     assert base["status"] == "done" and "requeued" in base, base
     log = Path(base["log"]).read_text()
     assert "requeued" in log and "resumed from step" in log, log
+
+    status = project.run(["lic", "launch", "--status"], repo, slurm_cluster.env)
+    assert status.returncode == 0 and status.stdout.strip().splitlines()[-1] == "done: 15", status.stdout
+    assert re.search(rf"^done +slurm +{job_id}  train_reference_base@{KEY} ", status.stdout, re.M), status.stdout
 
     # DVC: every launched stage recorded, nothing left to reproduce
     st = project.run(["dvc", "status", f"train_reference_base@{KEY}", "train_reference"], repo)
