@@ -447,10 +447,11 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from lic.config import ConfigError
     from lic.data.download import ChecksumError, DownloadError
     from lic.entropy.container import BitstreamError
+    from lic.launch.runner import LaunchError
     from lic.train import Interrupted, TrainingDiverged
 
     return (ConfigError, ChecksumError, DownloadError, FileNotFoundError, KeyError, ValueError,
-            BitstreamError, ImageError, CheckpointError, TrainingDiverged, Interrupted, IsADirectoryError,
+            BitstreamError, ImageError, CheckpointError, TrainingDiverged, Interrupted, LaunchError, IsADirectoryError,
             PermissionError)
 
 

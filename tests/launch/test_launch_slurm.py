@@ -107,3 +107,11 @@ def test_slurm_training_requeues_resumes_and_matches_local(repo, slurm_cluster, 
         rec = recipes.read(repo / "recipes" / "train" / KEY / ("base.json" if q == BASE else f"q{q}.json"))
         local = train(KEY, q, None, progress=False, resolved=rec["recipe"])
         assert _fingerprint(local) == _fingerprint(_model(repo, q)), f"{KEY} {q}: SLURM weights differ"
+
+
+def test_sbatch_refusal_is_one_line(repo, slurm_cluster):
+    r = project.run(["lic", "launch", f"evaluate@{KEY}", "--executor", "slurm", "--slurm-partition", "nosuch"],
+                    repo, slurm_cluster.env)
+    assert r.returncode == 2, r.stdout + r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"lic: error: slurm executor could not submit evaluate@{KEY}: ") and "partition" in last, last

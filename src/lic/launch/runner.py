@@ -15,6 +15,10 @@ from pathlib import Path
 from lic.launch import executors, graph, state
 from lic.launch.job import StageJob
 
+class LaunchError(RuntimeError):
+    """A job could not be submitted (the scheduler refused it); one line for the user."""
+
+
 POLL_S = 2.0
 #: how often a queued/running job is looked up in its scheduler (to notice one that vanished)
 LOST_CHECK_S = 60.0
@@ -107,7 +111,13 @@ class Launcher:
                           gpus=slot if self.kind == "local" else None, threads=self.opts.cpus_per_job)
         executor.update_parameters(**({"name": f"lic:{stage.name}"} if self.kind == "local"
                                       else {"job_name": f"lic:{stage.name}"}))
-        job = executor.submit(job_fn)
+        try:
+            job = executor.submit(job_fn)
+        except Exception as e:  # sbatch's refusal (bad partition, account, limits) or a missing binary
+            lines = [x for x in str(e).strip().splitlines() if x.strip()]
+            why = next((x for x in reversed(lines) if "error" in x or "fatal" in x), lines[-1] if lines else repr(e))
+            raise LaunchError(f"{self.kind} executor could not submit {stage.address}: {why.strip()} "
+                              f"(jobs submitted before keep running: lic launch --status)") from e
         log = str(job.paths.stdout).replace("%j", str(job.job_id))
         state.update(self.root, stage.address, status="queued", executor=self.kind, job_id=str(job.job_id),
                      log=log, submitted=time.time(), error=None, gpus=list(slot) if slot else None)
