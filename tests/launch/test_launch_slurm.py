@@ -99,6 +99,11 @@ def test_slurm_training_requeues_resumes_and_matches_local(repo, slurm_cluster, 
     st = project.run(["dvc", "status", f"train_reference_base@{KEY}", "train_reference"], repo)
     assert st.returncode == 0 and "up to date" in st.stdout, st.stdout + st.stderr
 
+    # no TARGET: every training stage dvc status reports changed, i.e. the papers' but no longer the reference's
+    dry = project.run(["lic", "launch", "--dry"], repo)
+    assert dry.returncode == 0 and "pipelines/hpcm/dvc.yaml:train_hpcm@li2025-hpcm-base-1:" in dry.stdout, dry.stdout
+    assert "train_reference" not in dry.stdout, dry.stdout
+
     # the same recipes trained here, uninterrupted, give the same weights
     monkeypatch.setattr(paths, "ROOT", repo)
     monkeypatch.setattr(paths, "DATA", repo / "data")
@@ -110,8 +115,8 @@ def test_slurm_training_requeues_resumes_and_matches_local(repo, slurm_cluster, 
 
 
 def test_sbatch_refusal_is_one_line(repo, slurm_cluster):
-    r = project.run(["lic", "launch", f"evaluate@{KEY}", "--executor", "slurm", "--slurm-partition", "nosuch"],
+    r = project.run(["lic", "launch", "complexity", "--executor", "slurm", "--slurm-partition", "nosuch"],
                     repo, slurm_cluster.env)
     assert r.returncode == 2, r.stdout + r.stderr
     last = r.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"lic: error: slurm executor could not submit evaluate@{KEY}: ") and "partition" in last, last
+    assert last.startswith("lic: error: slurm executor could not submit complexity: ") and "partition" in last, last
