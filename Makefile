@@ -28,8 +28,10 @@ install: $(STAMP)
 # The classical-codec anchors' tools (lic.anchors, docs/anchors.md). Installed with apt-get when
 # running as root and one is missing; otherwise (or if apt-get fails) a warning, and the anchors
 # whose binary is missing are skipped. BPG and VTM have no Debian package (see docs/anchors.md).
-SYSTEM_BINARIES := ffmpeg cwebp dwebp avifenc avifdec cjxl djxl
-SYSTEM_PACKAGES := ffmpeg webp libavif-bin libjxl-tools
+# slurm-wlm and munge: the single-node SLURM cluster that tests/launch starts to test `lic launch --executor
+# slurm` (those tests fail, saying why, when the daemons are missing).
+SYSTEM_BINARIES := ffmpeg cwebp dwebp avifenc avifdec cjxl djxl slurmctld slurmd sbatch munged
+SYSTEM_PACKAGES := ffmpeg webp libavif-bin libjxl-tools slurm-wlm munge
 
 system-deps:
 	@missing=""; for b in $(SYSTEM_BINARIES); do command -v $$b >/dev/null 2>&1 || missing="$$missing $$b"; done; \
@@ -37,9 +39,9 @@ system-deps:
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	  echo "system-deps: missing$$missing; apt-get install $(SYSTEM_PACKAGES)"; \
 	  if apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES); then exit 0; fi; \
-	  echo "WARNING: system-deps: apt-get failed; the anchors needing$$missing will be skipped" >&2; \
+	  echo "WARNING: system-deps: apt-get failed; the anchors needing$$missing will be skipped (the SLURM tests of tests/launch fail without slurm-wlm and munge)" >&2; \
 	else \
-	  echo "WARNING: system-deps: missing$$missing and not root with apt-get; the anchors needing them will be skipped (install: apt-get install $(SYSTEM_PACKAGES))" >&2; \
+	  echo "WARNING: system-deps: missing$$missing and not root with apt-get; the anchors needing them will be skipped and the SLURM tests fail (install: apt-get install $(SYSTEM_PACKAGES))" >&2; \
 	fi
 
 # `lic warm -- CMD` (lic.warm): CMD's ~140 `lic` stage commands fork from one process that has imported

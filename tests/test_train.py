@@ -48,6 +48,31 @@ def test_interrupted_run_resumes_and_ends_identical(in_tiny_project, tmp_path):
         assert torch.equal(a[k], b[k]), k
 
 
+def test_stop_signal_saves_the_step_and_resumes_identical(in_tiny_project, tmp_path, monkeypatch):
+    """SIGUSR1 (what lic launch sends at a SLURM time limit): the run saves last.pt at the end of its current
+    step, even between checkpoints, and stops; the rerun resumes there and ends with the uninterrupted weights."""
+    _, params = in_tiny_project
+    full = train.train("minnen2018-mean", 2, params, tmp_path / "full", progress=False)
+    calls = {"n": 0}
+    check = train._stop_requested
+
+    def signal_at_step_3(world, device):
+        calls["n"] += 1
+        if calls["n"] == 3:  # checkpoint_every=2: step 3 is between checkpoints
+            os.kill(os.getpid(), train.STOP_SIGNAL)
+        return check(world, device)
+
+    monkeypatch.setattr(train, "_stop_requested", signal_at_step_3)
+    with pytest.raises(train.Interrupted, match="stopped at step 3 of 6"):
+        train.train("minnen2018-mean", 2, params, tmp_path / "cut", progress=False)
+    monkeypatch.setattr(train, "_stop_requested", check)
+    assert torch.load(tmp_path / "cut/last.pt", map_location="cpu", weights_only=False)["step"] == 3
+    assert not (tmp_path / "cut/model.pt").exists()
+    resumed = train.train("minnen2018-mean", 2, params, tmp_path / "cut", progress=False)
+    a, b = _weights(full), _weights(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_changed_recipe_starts_over_and_keeps_the_old_state(in_tiny_project, tmp_path, capsys):
     import copy
 

@@ -34,6 +34,43 @@ def _cmd_data_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_launch(args: argparse.Namespace) -> int:
+    from lic import paths
+    from lic.launch import executors, state
+
+    root = paths.ROOT
+    if args.status:
+        print(state.report(root))
+        return 0
+    if args.plan:
+        from lic.config import load_params
+        from lic.launch import graph, plan
+
+        stages = graph.load(root)
+        chosen = graph.select(stages, args.targets) if args.targets else sorted(stages)
+        params = load_params(profile=args.profile)
+        rows, total = plan.plan([stages[a] for a in chosen], params)
+        if not rows:
+            raise ValueError(f"no training stage among {args.targets}: --plan prices training stages")
+        print(plan.render(rows, total, params["profile"]))
+        return 0
+    if args.profile:
+        raise ValueError("--profile only applies to --plan (launch the paper profile after `dvc exp run -S "
+                         "profile=paper --dry` or with profile: paper in params.yaml)")
+    for name in ("max_parallel", "gpus_per_job", "cpus_per_job", "timeout_min"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.executor == "local" and (args.slurm_partition or args.slurm_arg):
+        raise ValueError("--slurm-partition/--slurm-arg need --executor slurm")
+    from lic.launch.runner import Launcher
+
+    opts = executors.Options(max_parallel=args.max_parallel, gpus_per_job=args.gpus_per_job,
+                             cpus_per_job=args.cpus_per_job, timeout_min=args.timeout_min,
+                             partition=args.slurm_partition, slurm_args=executors.parse_slurm_args(args.slurm_arg),
+                             signal_delay_s=args.signal_delay_s, max_requeues=args.max_requeues)
+    return Launcher(root, args.executor, opts).run(args.targets, dry=args.dry)
+
+
 def _cmd_notebook(args: argparse.Namespace) -> int:
     from lic.notebooks import run
 
@@ -404,6 +441,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="the command, after --")
     p.set_defaults(func=_cmd_warm)
 
+    p = sub.add_parser("launch", help="run DVC stages as independent jobs (local processes/GPUs or SLURM via "
+                       "submitit), each recorded in its dvc.lock when it ends; --plan prices them in GPU-hours")
+    p.add_argument("targets", nargs="*", metavar="TARGET",
+                   help="stage names or globs ('train_hpcm@*'); default: every changed training stage")
+    p.add_argument("--executor", choices=["local", "slurm"], default="local")
+    p.add_argument("--max-parallel", type=int, help="jobs at once (local: default one per GPU, one on a CPU)")
+    p.add_argument("--gpus-per-job", type=int, help="GPUs per job; more than 1 runs training under torchrun")
+    p.add_argument("--cpus-per-job", type=int, help="CPU cores per job (slurm: --cpus-per-task; local: threads)")
+    p.add_argument("--timeout-min", type=int, help="slurm: each job's time limit; it requeues and resumes at it")
+    p.add_argument("--slurm-partition")
+    p.add_argument("--slurm-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="an extra #SBATCH option, e.g. --slurm-arg account=lab --slurm-arg qos=high (repeatable)")
+    p.add_argument("--signal-delay-s", type=int, default=120,
+                   help="seconds between SLURM's warning signal and the time limit (default 120)")
+    p.add_argument("--max-requeues", type=int, default=1000,
+                   help="slurm: time limits a job may reach (each time requeued and resumed) before it fails")
+    p.add_argument("--status", action="store_true", help="list launched stages: queued, running, done, failed")
+    p.add_argument("--plan", action="store_true", help="steps and estimated GPU-hours per training stage")
+    p.add_argument("--profile", choices=["default", "paper"], help="--plan: price this profile")
+    p.add_argument("--dry", action="store_true", help="list the stages that would be launched, in order")
+    p.set_defaults(func=_cmd_launch)
+
     p = sub.add_parser("notebook", help="execute notebooks/NAME.ipynb with papermill into reports/NAME/")
     p.add_argument("name")
     p.set_defaults(func=_cmd_notebook)
@@ -416,10 +475,11 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from lic.config import ConfigError
     from lic.data.download import ChecksumError, DownloadError
     from lic.entropy.container import BitstreamError
-    from lic.train import TrainingDiverged
+    from lic.launch.runner import LaunchError
+    from lic.train import Interrupted, TrainingDiverged
 
     return (ConfigError, ChecksumError, DownloadError, FileNotFoundError, KeyError, ValueError,
-            BitstreamError, ImageError, CheckpointError, TrainingDiverged, IsADirectoryError,
+            BitstreamError, ImageError, CheckpointError, TrainingDiverged, Interrupted, LaunchError, IsADirectoryError,
             PermissionError)
 
 

@@ -25,6 +25,8 @@ import json
 import math
 import os
 import random
+import signal
+import threading
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -44,6 +46,35 @@ from lic.runinfo import git_sha, write_run_info
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
+
+
+class Interrupted(RuntimeError):
+    """The run was asked to stop (SIGUSR1) and saved ``last.pt`` first; running it again resumes."""
+
+
+#: SIGUSR1 asks a run to stop at the end of its current step after saving ``last.pt`` (``lic launch``
+#: sends it when SLURM announces a time limit or preemption; the requeued job resumes from there)
+STOP_SIGNAL = signal.SIGUSR1
+_stop = threading.Event()
+
+
+def _request_stop(signum, frame) -> None:
+    _stop.set()
+
+
+def _watch_stop_signal() -> None:
+    _stop.clear()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(STOP_SIGNAL, _request_stop)
+
+
+def _stop_requested(world: int, device: torch.device) -> bool:
+    """Whether any rank was asked to stop (all ranks agree, so they stop at the same step)."""
+    if world == 1:
+        return _stop.is_set()
+    flag = torch.tensor([1.0 if _stop.is_set() else 0.0], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
 
 
 BASE = "base"
@@ -366,6 +397,7 @@ def train(key: str, quality: int, params: dict | None, out_dir: Path | None = No
     bar = tqdm(total=t["steps"], initial=start, desc=f"{key} q{quality}", disable=not progress or rank != 0)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if t.get("bf16") and device.type == "cuda" else nullcontext()
     step = start
+    _watch_stop_signal()
     net.train()
     batches = iter(loader)  # creating the iterator draws from torch's RNG: restore the state after it
     if resume_rng is not None:
@@ -418,8 +450,17 @@ def train(key: str, quality: int, params: dict | None, out_dir: Path | None = No
                 live.log_metric(f"train/{name}", losses[name].item())
             live.log_metric("train/lr", scheduler.get_last_lr()[0])
             live.make_summary()
-        if step % t["checkpoint_every"] == 0 or step == t["steps"]:
+        saved = step % t["checkpoint_every"] == 0 or step == t["steps"]
+        if saved:
             _checkpoint(last, model, optimizer, aux_optimizer, scheduler, step, rhash, rank, world, stage)
+        if _stop_requested(world, device) and step < t["steps"]:
+            if not saved:
+                _checkpoint(last, model, optimizer, aux_optimizer, scheduler, step, rhash, rank, world, stage)
+            bar.close()
+            if live is not None:
+                live.make_summary()
+            raise Interrupted(f"{key} q{quality}: stopped at step {step} of {t['steps']} ({signal.Signals(STOP_SIGNAL).name}); "
+                              f"{last} holds that step: run the same command again to resume")
         if stop_after is not None and step - start >= stop_after:
             bar.close()
             return last

@@ -173,3 +173,24 @@ def test_offline_kodak_names_url_and_where_to_put_it(project_root, closed_port, 
 def test_unknown_dataset_lists_the_known_ones():
     with pytest.raises(KeyError, match="known: .*kodak"):
         registry.get("kodac")
+
+
+def test_mirror_serves_a_miniature_verified_by_its_own_checksums(project_root, http_server, monkeypatch):
+    from miniature import files
+
+    from lic.data.download import DownloadError
+
+    http_server.files.update(files(["clic2020-professional-valid"]))
+    monkeypatch.setenv(prep.MIRROR_ENV, http_server.url(""))
+    manifest = prep.stage("clic2020-professional-valid", _params(eval_=["clic2020-professional-valid"]),
+                          progress=False)
+    assert manifest["count"] == 2 and manifest["mirror"] == http_server.url("")   # a subset of the 41
+    assert ("clic2020-professional-valid/professional_valid_2020.zip", None) in http_server.requests
+    # the mirror's checksum list is what the file is verified against
+    sums = "clic2020-professional-valid/SHA256SUMS"
+    http_server.files[sums] = b"0" * 64 + b"  professional_valid_2020.zip\n"
+    with pytest.raises(ChecksumError):
+        prep.fetch(registry.get("clic2020-professional-valid"), progress=False, retries=0)
+    http_server.files[sums] = b""
+    with pytest.raises(DownloadError, match="lists no checksum for professional_valid_2020.zip"):
+        prep.fetch(registry.get("clic2020-professional-valid"), progress=False, retries=0)
