@@ -1,0 +1,199 @@
+"""Peak memory and speed of a TinyLIC v3 training step with each neighborhood-attention path.
+
+``python -m lic.bench_attention --out data/bench/attention/cpu.json --cases chunked:8 reference:1 flex:8``
+
+Each case ``impl:batch`` runs in a **fresh subprocess** (so its peak RSS is its own): ``lu2022-tinylic-v3``
+at its registered (paper) size, random initialisation (seed 0), ``attention_impl=impl``, trained for
+``--steps`` steps on ``batch`` crops of ``--size``² of a bundled photo (skimage's astronaut, flipped and
+shifted per sample) — the training step of ``lic.train``: forward, λ·255²·MSE + bpp (λ 0.0483), backward,
+gradient clipping at 1, Adam (lr 1e-4), and the auxiliary quantile step. The record gives per case the time
+of every step, steps/s (of the last step: the first one also allocates), the peak RSS (``ru_maxrss``; on
+CUDA also ``torch.cuda.max_memory_allocated``) and ``status``: ``ok``, ``error`` (the exception's first line,
+e.g. FlexAttention's missing CPU backward) or ``over-limit`` (a watchdog stops a child whose RSS passes
+``--rss-limit-gb``, so that a path which cannot fit does not take a shared machine down; the record says
+how far it got). ``--skip impl:batch=reason`` writes a case that was deliberately not run, with its reason.
+
+Nothing is asserted; the numbers are for docs/tinylic.md and notebook 02 (:func:`lic.reports.tinylic.
+attention_table`). Run it with ``nice`` on a shared machine: a paper-size step at batch 8 takes minutes on
+2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import resource
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+KEY = "lu2022-tinylic-v3"
+LAMBDA = 0.0483
+
+
+def _rss_gb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
+
+
+def _watchdog(limit_gb: float, report: dict) -> None:
+    """Stop this process (exit code 3) with a JSON line once its RSS passes ``limit_gb``."""
+    def watch():
+        while True:
+            rss = _rss_gb()
+            if rss > limit_gb:
+                print(json.dumps({**report, "status": "over-limit", "rss_gb_at_stop": round(rss, 2),
+                                  "peak_rss_gb": _peak_rss_gb()}), flush=True)
+                os._exit(3)
+            time.sleep(0.05)
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _peak_rss_gb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)  # Linux: KiB
+
+
+def _batch(batch: int, size: int) -> torch.Tensor:
+    from lic.bench_coding import kodak_photo
+    from lic.metrics import to_tensor
+
+    photo = to_tensor(kodak_photo(size + 8 * batch, size + 8 * batch))[0]
+    crops = []
+    for b in range(batch):
+        c = photo[:, 8 * b:8 * b + size, 8 * b:8 * b + size]
+        crops.append(c.flip(-1) if b % 2 else c)
+    return torch.stack(crops)
+
+
+def child(impl: str, batch: int, size: int, steps: int, device: str, limit_gb: float, threads: int | None) -> dict:
+    """One case, in this process: the record's case entry (also printed as the last stdout line)."""
+    from lic.layers.neighborhood_attention import attention_record
+    from lic.models import registry
+    from lic.train import RateDistortionLoss, split_parameters
+
+    report = {"impl": impl, "batch": batch, "size": size, "device": device, "steps_done": 0, "step_s": []}
+    _watchdog(limit_gb, report)
+    if threads:
+        torch.set_num_threads(threads)
+    report["threads"] = torch.get_num_threads()
+    torch.manual_seed(0)
+    model = registry.build(KEY, attention_impl=impl).to(device).train()
+    main_params, aux_params = split_parameters(model)
+    opt, aux_opt = torch.optim.Adam(main_params, lr=1e-4), torch.optim.Adam(aux_params, lr=1e-3)
+    loss_fn = RateDistortionLoss(LAMBDA)
+    x = _batch(batch, size).to(device)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    try:
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            opt.zero_grad(set_to_none=True)
+            aux_opt.zero_grad(set_to_none=True)
+            out = loss_fn(model(x), x)
+            out["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(main_params, 1.0)
+            opt.step()
+            model.aux_loss().backward()
+            aux_opt.step()
+            sync()
+            report["step_s"].append(round(time.perf_counter() - t0, 3))
+            report["steps_done"] += 1
+            report["loss"] = round(out["loss"].item(), 4)
+        report["status"] = "ok"
+    except Exception as e:
+        report["status"] = "error"
+        report["error"] = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}"
+    report["attention"] = attention_record(model)
+    report["peak_rss_gb"] = _peak_rss_gb()
+    if device.startswith("cuda"):
+        report["cuda_max_allocated_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
+    if report["step_s"]:
+        report["steps_per_s"] = round(1 / report["step_s"][-1], 5)
+    return report
+
+
+def _run_case(impl: str, batch: int, args) -> dict:
+    cmd = [sys.executable, "-m", "lic.bench_attention", "--child", f"{impl}:{batch}", "--size", str(args.size),
+           "--steps", str(args.steps), "--device", args.device, "--rss-limit-gb", str(args.rss_limit_gb),
+           "--threads", str(args.threads)]
+    t0, load0 = time.perf_counter(), os.getloadavg()[0]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
+    case = json.loads(lines[-1]) if lines else {"impl": impl, "batch": batch, "size": args.size,
+                                                "status": "error", "error": (p.stderr.strip().splitlines()
+                                                                             or [f"exit code {p.returncode}"])[-1]}
+    case["returncode"], case["wall_s"] = p.returncode, round(time.perf_counter() - t0, 1)
+    case["load_avg_1min"] = [round(load0, 2), round(os.getloadavg()[0], 2)]  # at start and end: a shared machine
+    if p.returncode < 0:
+        case["status"], case["error"] = "killed", f"signal {-p.returncode} (out of memory?)"
+    return case
+
+
+def _parse_case(text: str) -> tuple[str, int]:
+    impl, _, batch = text.partition(":")
+    from lic.layers.neighborhood_attention import check_impl
+    try:
+        return check_impl(impl), int(batch or 8)
+    except ValueError as e:
+        raise SystemExit(f"lic.bench_attention: bad case {text!r} (impl:batch): {e}")
+
+
+def main(argv=None) -> dict | None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cases", nargs="*", default=["chunked:8"], help="impl:batch, each in its own subprocess")
+    ap.add_argument("--skip", nargs="*", default=[], help="impl:batch=reason: recorded as not run")
+    ap.add_argument("--size", type=int, default=256, help="side of the square training crops")
+    ap.add_argument("--steps", type=int, default=2)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    ap.add_argument("--rss-limit-gb", type=float, default=16.0, help="stop a case whose RSS passes this")
+    ap.add_argument("--out", type=Path, default=None, help="JSON path (default results/bench/attention_<device>.json)")
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        impl, batch = _parse_case(args.child)
+        print(json.dumps(child(impl, batch, args.size, args.steps, args.device, args.rss_limit_gb,
+                               args.threads or None)), flush=True)
+        return None
+    from lic.bench_coding import _write
+
+    skipped = []
+    for text in args.skip:
+        spec, _, reason = text.partition("=")
+        impl, batch = _parse_case(spec)
+        skipped.append({"impl": impl, "batch": batch, "size": args.size, "status": "not run", "reason": reason})
+    todo = [_parse_case(text) for text in args.cases]
+    out = args.out or Path(f"results/bench/attention_{args.device}.json")
+    cases: list[dict] = []
+    for impl, batch in todo:  # the record is rewritten after every case: a long run keeps what it measured
+        cases.append(_run_case(impl, batch, args))
+        c = cases[-1]
+        print(f"{impl} batch {batch}: {c['status']} {c.get('error', '')} peak RSS {c.get('peak_rss_gb')} GB, "
+              f"steps {c.get('step_s')}", flush=True)
+        rec = _record(args, cases + skipped)
+        _write(rec, out)
+    if not todo:
+        rec = _record(args, skipped)
+        _write(rec, out)
+    print(f"wrote {out}")
+    return rec
+
+
+def _record(args, cases: list[dict]) -> dict:
+    from lic.runinfo import device_info, git_sha, package_versions
+
+    return {"kind": "attention-bench", "model": KEY,
+           "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+           "device": device_info(), "run_device": args.device, "versions": package_versions(), "git_sha": git_sha(),
+           "protocol": {"size": args.size, "steps": args.steps, "lambda": LAMBDA, "threads": args.threads or None,
+                        "rss_limit_gb": args.rss_limit_gb, "seed": 0, "optimizer": "Adam 1e-4, aux Adam 1e-3, clip 1"},
+           "cases": cases}
+
+
+if __name__ == "__main__":
+    main()
