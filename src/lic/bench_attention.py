@@ -3,7 +3,7 @@
 ``python -m lic.bench_attention --out data/bench/attention/cpu.json --cases chunked:8 reference:1 flex:8``
 
 Each case ``impl:batch`` runs in a **fresh subprocess** (so its peak RSS is its own): ``lu2022-tinylic-v3``
-at its registered (paper) size, random initialisation (seed 0), ``attention_impl=impl``, trained for
+at its registered (paper) size (``--kwargs`` JSON overrides it), random initialisation (seed 0), ``attention_impl=impl``, trained for
 ``--steps`` steps on ``batch`` crops of ``--size``² of a bundled photo (skimage's astronaut, flipped and
 shifted per sample) — the training step of ``lic.train``: forward, λ·255²·MSE + bpp (λ 0.0483), backward,
 gradient clipping at 1, Adam (lr 1e-4), and the auxiliary quantile step. The record gives per case the time
@@ -71,7 +71,8 @@ def _batch(batch: int, size: int) -> torch.Tensor:
     return torch.stack(crops)
 
 
-def child(impl: str, batch: int, size: int, steps: int, device: str, limit_gb: float, threads: int | None) -> dict:
+def child(impl: str, batch: int, size: int, steps: int, device: str, limit_gb: float, threads: int | None,
+          kwargs: dict | None = None) -> dict:
     """One case, in this process: the record's case entry (also printed as the last stdout line)."""
     from lic.layers.neighborhood_attention import attention_record
     from lic.models import registry
@@ -83,7 +84,7 @@ def child(impl: str, batch: int, size: int, steps: int, device: str, limit_gb: f
         torch.set_num_threads(threads)
     report["threads"] = torch.get_num_threads()
     torch.manual_seed(0)
-    model = registry.build(KEY, attention_impl=impl).to(device).train()
+    model = registry.build(KEY, **{**(kwargs or {}), "attention_impl": impl}).to(device).train()
     main_params, aux_params = split_parameters(model)
     opt, aux_opt = torch.optim.Adam(main_params, lr=1e-4), torch.optim.Adam(aux_params, lr=1e-3)
     loss_fn = RateDistortionLoss(LAMBDA)
@@ -120,7 +121,7 @@ def child(impl: str, batch: int, size: int, steps: int, device: str, limit_gb: f
 def _run_case(impl: str, batch: int, args) -> dict:
     cmd = [sys.executable, "-m", "lic.bench_attention", "--child", f"{impl}:{batch}", "--size", str(args.size),
            "--steps", str(args.steps), "--device", args.device, "--rss-limit-gb", str(args.rss_limit_gb),
-           "--threads", str(args.threads)]
+           "--threads", str(args.threads), "--kwargs", json.dumps(args.kwargs)]
     t0, load0 = time.perf_counter(), os.getloadavg()[0]
     p = subprocess.run(cmd, capture_output=True, text=True)
     lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
@@ -153,12 +154,13 @@ def main(argv=None) -> dict | None:
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     ap.add_argument("--rss-limit-gb", type=float, default=16.0, help="stop a case whose RSS passes this")
     ap.add_argument("--out", type=Path, default=None, help="JSON path (default results/bench/attention_<device>.json)")
+    ap.add_argument("--kwargs", type=json.loads, default={}, help="model kwargs as JSON (default: the paper size)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         impl, batch = _parse_case(args.child)
         print(json.dumps(child(impl, batch, args.size, args.steps, args.device, args.rss_limit_gb,
-                               args.threads or None)), flush=True)
+                               args.threads or None, args.kwargs)), flush=True)
         return None
     from lic.bench_coding import _write
 
@@ -187,7 +189,7 @@ def main(argv=None) -> dict | None:
 def _record(args, cases: list[dict]) -> dict:
     from lic.runinfo import device_info, git_sha, package_versions
 
-    return {"kind": "attention-bench", "model": KEY,
+    return {"kind": "attention-bench", "model": KEY, "kwargs": args.kwargs,
            "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
            "device": device_info(), "run_device": args.device, "versions": package_versions(), "git_sha": git_sha(),
            "protocol": {"size": args.size, "steps": args.steps, "lambda": LAMBDA, "threads": args.threads or None,

@@ -132,3 +132,28 @@ def natten_table(records: list[dict]) -> pd.DataFrame:
             "file": r.get("file"),
         })
     return pd.DataFrame(rows)
+
+
+def attention_table(records: list[dict]) -> pd.DataFrame:
+    """One row per case of each ``lic.bench_attention`` record: a paper-size TinyLIC v3 training step
+    (``attention_impl`` = path) at the record's batch and crop size — peak RSS (the case's own subprocess),
+    seconds and steps per second of its last step, the machine's load, and why a case did not run."""
+    rows = []
+    for r in records:
+        dev = r.get("device") or {}
+        where = dev.get("cuda_device") if str(r.get("run_device", "cpu")).startswith("cuda") else dev.get("cpu")
+        threads = (r.get("protocol") or {}).get("threads")
+        for c in r.get("cases", []):
+            steps = c.get("step_s") or []
+            rows.append({
+                "path": c.get("impl"), "batch": c.get("batch"), "crop": f"{c.get('size')}²",
+                "status": c.get("status"),
+                "peak RSS (GB)": c.get("peak_rss_gb", math.nan),
+                "GPU memory (GB)": c.get("cuda_max_allocated_gb", math.nan),
+                "s / step": steps[-1] if steps else math.nan,
+                "steps / s": c.get("steps_per_s", math.nan),
+                "load (1 min)": max(c.get("load_avg_1min") or [math.nan]),
+                "note": c.get("reason") or c.get("error") or "",
+                "device": f"{where} ({threads or 'default'} threads)", "file": r.get("file"),
+            })
+    return pd.DataFrame(rows)

@@ -1,0 +1,44 @@
+"""lic.bench_attention (a benchmark, nothing timed here): the record's structure with a tiny model, the
+watchdog, and the notebook's table of it."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+TINY = '{"N": 16, "M": 48, "depths": [1, 1, 1, 1, 1, 1], "kernel_size": 5}'
+
+
+def test_bench_runs_each_case_in_a_subprocess_and_records_it(tmp_path):
+    from lic import bench_attention
+    from lic.reports import tinylic
+
+    out = tmp_path / "a.json"
+    bench_attention.main(["--cases", "reference:1", "--size", "64", "--steps", "1", "--kwargs", TINY,
+                          "--out", str(out), "--rss-limit-gb", "0.05"])
+    over = json.loads(out.read_text())["cases"]
+    assert len(over) == 1 and over[0]["status"] == "over-limit" and over[0]["returncode"] == 3  # the watchdog
+    bench_attention.main(["--cases", "chunked:2", "flex:1", "--size", "64", "--steps", "1", "--threads", "1",
+                          "--kwargs", TINY, "--out", str(out), "--skip", "natten:8=not installed"])
+    rec = json.loads(out.read_text())
+    assert rec["kind"] == "attention-bench" and rec["versions"]["torch"] and rec["kwargs"]["N"] == 16
+    ok, flex, skipped = rec["cases"]
+    assert ok["status"] == "ok" and ok["steps_done"] == 1 and ok["peak_rss_gb"] > 0.1 and ok["steps_per_s"] > 0
+    assert ok["attention"] == {"option": "chunked", "resolved": "chunked"} and ok["threads"] == 1
+    assert flex["status"] == "error" and "cannot train on the CPU" in flex["error"]
+    assert skipped == {"impl": "natten", "batch": 8, "size": 64, "status": "not run", "reason": "not installed"}
+    t = tinylic.attention_table([rec])
+    assert list(t["path"]) == ["chunked", "flex", "natten"] and list(t["status"]) == ["ok", "error", "not run"]
+    assert t.iloc[0]["s / step"] == ok["step_s"][-1] and t.iloc[2]["note"] == "not installed"
+    assert math.isnan(t.iloc[2]["peak RSS (GB)"]) and tinylic.attention_table([]).empty
+
+
+def test_bad_case_is_a_one_line_error():
+    from lic import bench_attention
+
+    with pytest.raises(SystemExit, match="bad case 'fast:8'"):
+        bench_attention.main(["--cases", "fast:8"])
+    with pytest.raises(SystemExit, match="bad case 'chunked:x'"):
+        bench_attention.main(["--cases", "chunked:x"])
