@@ -118,6 +118,38 @@ def child(impl: str, batch: int, size: int, steps: int, device: str, limit_gb: f
     return report
 
 
+def streams_check(impls: list[str], size: int, kwargs: dict | None = None, seed: int = 0) -> dict:
+    """A TinyLIC v3 (random init, ``update``) codes a photo crop through :mod:`lic.codec` with each path;
+    every stream is decoded with every path and compared with its encoder's 8-bit image."""
+    import numpy as np
+
+    from lic import codec
+    from lic.bench_coding import kodak_photo
+    from lic.layers.neighborhood_attention import set_attention_impl
+    from lic.models import registry
+
+    torch.manual_seed(seed)
+    model = registry.build(KEY, **(kwargs or {})).eval()
+    model.update(force=True)
+    lm = codec.LoadedModel(model, KEY, 0, codec.state_fingerprint(model.state_dict()), {})
+    img = kodak_photo(size, size + size // 2)
+    enc, rec = {}, {"image": f"skimage astronaut {size} x {size + size // 2}", "impls": impls, "decode": {}}
+    for impl in impls:
+        set_attention_impl(model, impl)
+        t0 = time.perf_counter()
+        enc[impl] = codec.encode(lm, img, estimate=False)
+        rec[f"encode_s_{impl}"] = round(time.perf_counter() - t0, 2)
+    rec["identical_streams"] = len({e.data for e in enc.values()}) == 1
+    for src in impls:
+        for dst in impls:
+            set_attention_impl(model, dst)
+            got = codec.decode(lm, enc[src].data).astype(int)
+            delta = np.abs(got - enc[src].reconstruction.astype(int))
+            rec["decode"][f"{src}->{dst}"] = {"identical": int(delta.max()) == 0, "max_abs_diff": int(delta.max()),
+                                              "values_differing": int((delta > 0).sum())}
+    return rec
+
+
 def _run_case(impl: str, batch: int, args) -> dict:
     cmd = [sys.executable, "-m", "lic.bench_attention", "--child", f"{impl}:{batch}", "--size", str(args.size),
            "--steps", str(args.steps), "--device", args.device, "--rss-limit-gb", str(args.rss_limit_gb),
@@ -155,6 +187,8 @@ def main(argv=None) -> dict | None:
     ap.add_argument("--rss-limit-gb", type=float, default=16.0, help="stop a case whose RSS passes this")
     ap.add_argument("--out", type=Path, default=None, help="JSON path (default results/bench/attention_<device>.json)")
     ap.add_argument("--kwargs", type=json.loads, default={}, help="model kwargs as JSON (default: the paper size)")
+    ap.add_argument("--streams", nargs="*", default=None, metavar="IMPL",
+                    help="instead: code a photo with each IMPL and cross-decode (--size is the crop height)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -164,6 +198,16 @@ def main(argv=None) -> dict | None:
         return None
     from lic.bench_coding import _write
 
+    if args.streams is not None:
+        for impl in args.streams:
+            _parse_case(impl)
+        rec = {**_record(args, []), "kind": "attention-streams",
+               "streams": streams_check(args.streams, args.size, args.kwargs)}
+        del rec["cases"]
+        out = args.out or Path("results/bench/attention_streams.json")
+        _write(rec, out)
+        print(json.dumps(rec["streams"], indent=1))
+        return rec
     skipped = []
     for text in args.skip:
         spec, _, reason = text.partition("=")
