@@ -17,9 +17,20 @@ the official padding fallback crashes. Here, as a documented extension, the wind
 axis is the whole axis (effective kernel min(k, L)); the bias is still indexed by relative offset,
 which stays inside the table. For H, W ≥ k this is exactly the NATTEN definition.
 
-Implementation: ``Tensor.unfold`` views of K and V are gathered at the clamped window starts (rows,
-then columns), then two batched matmuls (q·Kᵀ and attn·V) — so ``FlopCounterMode`` counts the attention
-MACs. Queries are processed in row chunks to bound memory. Differentiable on any device.
+Paths (``impl`` / the model option ``attention_impl``; :func:`resolve_impl`; docs/tinylic.md measures them):
+
+* ``reference`` (:func:`_na_torch`): ``Tensor.unfold`` views of K and V are gathered at the clamped window
+  starts (rows, then columns) in row chunks, then two batched matmuls (q·Kᵀ and attn·V) — so
+  ``FlopCounterMode`` counts the attention MACs. Autograd keeps every chunk's gathered windows for
+  backward: 2k² times the size of K (a paper-size TinyLIC v3 needs ≈ 60 GB at batch 8, 256²).
+* ``chunked`` (:func:`_na_chunked`): the same chunks, each under activation checkpointing — backward
+  recomputes one chunk's windows at a time. The forward is the reference's bit for bit (so streams are
+  identical), gradients agree to float rounding; one extra attention forward per training step.
+* ``flex`` (:mod:`lic.layers.na_flex`): FlexAttention with a neighborhood block mask and the bias as a
+  score modification, compiled — fused on CUDA; on the CPU forward-only.
+* ``natten``: the natten package's kernels (below).
+* ``auto`` (default): natten where usable, else ``flex`` on CUDA (falling back to ``chunked`` with a
+  warning if it fails), else ``chunked``.
 
 Optional CUDA path: if the PyPI ``natten`` package is importable with an unfused 2-D API that
 takes a relative-position bias — ``na2d_qk(q, k, kernel_size, dilation, rpb=...)``/``na2d_av``
