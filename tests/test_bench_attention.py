@@ -31,7 +31,8 @@ def test_bench_runs_each_case_in_a_subprocess_and_records_it(tmp_path):
     assert skipped == {"impl": "natten", "batch": 8, "size": 64, "status": "not run", "reason": "not installed"}
     t = tinylic.attention_table([rec])
     assert list(t["path"]) == ["chunked", "flex", "natten"] and list(t["status"]) == ["ok", "error", "not run"]
-    assert t.iloc[0]["s / step"] == ok["step_s"][-1] and t.iloc[2]["note"] == "not installed"
+    assert t.iloc[0]["s / step"] == ok["step_s"][0] and t.iloc[2]["note"] == "not installed"
+    assert tinylic.attention_table([{"cases": [{**ok, "step_s": [9.0, 2.0, 4.0, 3.0]}]}]).iloc[0]["s / step"] == 3.0
     assert math.isnan(t.iloc[2]["peak RSS (GB)"]) and tinylic.attention_table([]).empty
 
 

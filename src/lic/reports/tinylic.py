@@ -137,7 +137,11 @@ def natten_table(records: list[dict]) -> pd.DataFrame:
 def attention_table(records: list[dict]) -> pd.DataFrame:
     """One row per case of each ``lic.bench_attention`` record: a paper-size TinyLIC v3 training step
     (``attention_impl`` = path) at the record's batch and crop size — peak RSS (the case's own subprocess),
-    seconds and steps per second of its last step, the machine's load, and why a case did not run."""
+    seconds per step and steps per second (the median of the steps after the first), the machine's load
+    (1-min load average, the larger of start and end: a shared machine slows every step), and why a case
+    did not run."""
+    from lic.bench_attention import _steady_s
+
     rows = []
     for r in records:
         dev = r.get("device") or {}
@@ -150,8 +154,8 @@ def attention_table(records: list[dict]) -> pd.DataFrame:
                 "status": c.get("status"),
                 "peak RSS (GB)": c.get("peak_rss_gb", math.nan),
                 "GPU memory (GB)": c.get("cuda_max_allocated_gb", math.nan),
-                "s / step": steps[-1] if steps else math.nan,
-                "steps / s": c.get("steps_per_s", math.nan),
+                "s / step": _steady_s(steps) if steps else math.nan,
+                "steps / s": 1 / _steady_s(steps) if steps else math.nan,
                 "load (1 min)": max(c.get("load_avg_1min") or [math.nan]),
                 "note": c.get("reason") or c.get("error") or "",
                 "device": f"{where} ({threads or 'default'} threads)", "file": r.get("file"),
