@@ -215,3 +215,12 @@ def test_training_record_names_the_path(tmp_path, monkeypatch):
     rec = torch.load(final, map_location="cpu", weights_only=False)
     assert rec["attention_impl"] == {"option": "auto", "resolved": "chunked"}
     assert rec["kwargs"]["attention_impl"] == "auto"
+
+
+def test_flex_probe_says_why_flex_cannot_train_on_cpu():
+    """auto uses FlexAttention only where a one-time probe trains it correctly; on the CPU it cannot."""
+    from lic.layers import na_flex
+
+    why = na_flex.flex_probe("cpu")
+    assert why is not None and "cannot train on the CPU" in why
+    assert na_flex.flex_probe("cpu") is why  # probed once per device

@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["na_flex", "flex_status"]
+__all__ = ["na_flex", "flex_status", "flex_probe"]
 
 _COMPILED = None
 _BLOCK_MASKS: dict = {}
+_PROBES: dict[str, str | None] = {}
 
 
 def flex_status() -> str | None:
@@ -84,3 +85,40 @@ def na_flex(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kernel_size: int,
     flat = [t.reshape(B, h, H * W, d) for t in (q, k, v)]
     out = _flex()(*flat, score_mod=score_mod, block_mask=_block_mask(H, W, kernel_size, q.device), scale=1.0)
     return out.reshape(B, h, H, W, d)
+
+
+def flex_probe(device) -> str | None:
+    """None if FlexAttention trains correctly on ``device``, else why not; run once per device.
+
+    A small case (a map shorter than the kernel on one axis, shifted edge windows on the other, the bias
+    trained) through :func:`na_flex` and the chunked path: outputs and the gradients of q, k, v and the bias
+    must agree within 1e-4. ``attention_impl="auto"`` uses FlexAttention only where this passes, so a
+    torch build whose FlexAttention fails (or differs) on a device falls back to the chunked path.
+    """
+    key = str(torch.device(device))
+    if key not in _PROBES:
+        why = flex_status()
+        if why is None:
+            try:
+                why = _probe(torch.device(device))
+            except Exception as e:
+                why = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}"
+        _PROBES[key] = why
+    return _PROBES[key]
+
+
+def _probe(device: torch.device) -> str | None:
+    from lic.layers.neighborhood_attention import _na_chunked
+
+    g = torch.Generator().manual_seed(0)
+    base = [torch.randn(1, 2, 5, 12, 16, generator=g) for _ in range(3)] + [torch.randn(2, 13, 13, generator=g)]
+    up = torch.randn(1, 2, 5, 12, 16, generator=g).to(device)
+    results = []
+    with torch.enable_grad():
+        for fn in (na_flex, _na_chunked):
+            leaves = [t.to(device).requires_grad_(True) for t in base]
+            out = fn(*leaves[:3], 7, leaves[3])
+            (out * up).sum().backward()
+            results.append([out.detach()] + [t.grad for t in leaves])
+    diff = max((a - b).abs().max().item() for a, b in zip(*results))
+    return None if diff <= 1e-4 else f"FlexAttention differs from the chunked path by {diff:.1e} on {device}"

@@ -29,8 +29,8 @@ Paths (``impl`` / the model option ``attention_impl``; :func:`resolve_impl`; doc
 * ``flex`` (:mod:`lic.layers.na_flex`): FlexAttention with a neighborhood block mask and the bias as a
   score modification, compiled — fused on CUDA; on the CPU forward-only.
 * ``natten``: the natten package's kernels (below).
-* ``auto`` (default): natten where usable, else ``flex`` on CUDA (falling back to ``chunked`` with a
-  warning if it fails), else ``chunked``.
+* ``auto`` (default): natten where usable, else ``flex`` on CUDA where a one-time probe trains it
+  correctly (falling back to ``chunked``, with a warning, if it later fails), else ``chunked``.
 
 Optional CUDA path: if the PyPI ``natten`` package is importable with an unfused 2-D API that
 takes a relative-position bias — ``na2d_qk(q, k, kernel_size, dilation, rpb=...)``/``na2d_av``
@@ -217,7 +217,8 @@ def resolve_impl(impl: str, q: torch.Tensor, kernel_size: int, use_natten: bool 
     """The path that ``impl`` runs for this query tensor (its device and map size).
 
     ``auto``: natten's kernels where they are usable (CUDA, H, W ≥ k, ``use_natten``), else FlexAttention on
-    CUDA, else (the CPU) ``chunked``. ``natten`` on a map smaller than the kernel (natten rejects it): ``chunked``.
+    CUDA if it passes :func:`lic.layers.na_flex.flex_probe` there (outputs and gradients of a small case
+    against the chunked path), else (the CPU) ``chunked``. ``natten`` on a map smaller than the kernel (natten rejects it): ``chunked``.
     """
     check_impl(impl)
     small = q.shape[2] < kernel_size or q.shape[3] < kernel_size
@@ -229,9 +230,10 @@ def resolve_impl(impl: str, q: torch.Tensor, kernel_size: int, use_natten: bool 
         return impl
     if use_natten and _natten_available(q, kernel_size):
         return "natten"
-    from lic.layers.na_flex import flex_status
-    if q.device.type == "cuda" and not _FLEX_FAILED and flex_status() is None:
-        return "flex"
+    if q.device.type == "cuda" and not _FLEX_FAILED:
+        from lic.layers.na_flex import flex_probe
+        if flex_probe(q.device) is None:  # once per device: trains and matches the chunked path
+            return "flex"
     return "chunked"
 
 
