@@ -33,7 +33,8 @@ def test_bench_runs_each_case_in_a_subprocess_and_records_it(tmp_path):
     assert list(t["path"]) == ["chunked", "flex", "natten"] and list(t["status"]) == ["ok", "error", "not run"]
     assert t.iloc[0]["s / step"] == ok["step_s"][0] and t.iloc[2]["note"] == "not installed"
     assert tinylic.attention_table([{"cases": [{**ok, "step_s": [9.0, 2.0, 4.0, 3.0]}]}]).iloc[0]["s / step"] == 3.0
-    assert math.isnan(t.iloc[2]["peak RSS (GB)"]) and tinylic.attention_table([]).empty
+    assert math.isnan(t.iloc[2]["peak RSS (GiB)"]) and tinylic.attention_table([]).empty
+    assert t.iloc[0]["model size"].startswith("N=16") and t.iloc[0]["CPU s / step"] > 0
 
 
 def test_bad_case_is_a_one_line_error():
