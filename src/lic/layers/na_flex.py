@@ -13,8 +13,9 @@ dense attention over the flattened H·W map with
 
 Whole 128×128 blocks of the flattened map that no query of the block can see are skipped, so the work is
 O(H·W · W·k) rather than O((H·W)²): on a GPU, fused and memory-efficient (the (H·W)² scores are never
-stored). It is compiled with ``torch.compile`` (one compilation per map size and head count); without it
-FlexAttention would materialise all scores.
+stored). It is compiled with ``torch.compile`` (one compilation per map size, head count and batch; dynamo's
+recompile limit is raised to :data:`RECOMPILE_LIMIT` for that); without it FlexAttention would materialise
+all scores.
 
 On the CPU, torch 2.14's FlexAttention runs the forward only (its backward raises NotImplementedError), and
 each new shape costs a compilation of ≈ 10–15 s: usable for inference, not for training. The CPU's
@@ -41,10 +42,19 @@ def flex_status() -> str | None:
     return None
 
 
+#: compilations torch.compile may keep per function: one per (map size, heads, batch) — a TinyLIC has 6 shapes per
+#: input size, and beyond dynamo's default limit (8) it would fall back to eager FlexAttention, which stores all
+#: (H·W)² scores
+RECOMPILE_LIMIT = 64
+
+
 def _flex():
     global _COMPILED
     if _COMPILED is None:
+        import torch._dynamo.config as dynamo_config
         from torch.nn.attention.flex_attention import flex_attention
+
+        dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, RECOMPILE_LIMIT)
         _COMPILED = torch.compile(flex_attention, dynamic=False)
     return _COMPILED
 
