@@ -26,6 +26,7 @@ import datetime as _dt
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import threading
@@ -40,8 +41,6 @@ LAMBDA = 0.0483
 
 def _steady_s(step_s: list[float]) -> float:
     """Seconds per step: the median of the steps after the first (which also allocates), else the first."""
-    import statistics
-
     return statistics.median(step_s[1:] or step_s)
 
 
@@ -177,12 +176,14 @@ def _run_case(impl: str, batch: int, args) -> dict:
 
 
 def _parse_case(text: str) -> tuple[str, int]:
-    impl, _, batch = text.partition(":")
+    """``impl:batch`` (batch 8 if left out); ValueError naming what is wrong."""
     from lic.layers.neighborhood_attention import check_impl
+
+    impl, _, batch = text.partition(":")
     try:
         return check_impl(impl), int(batch or 8)
     except ValueError as e:
-        raise SystemExit(f"lic.bench_attention: bad case {text!r} (impl:batch): {e}")
+        raise ValueError(f"bad case {text!r} (impl:batch): {e}") from None
 
 
 def main(argv=None) -> dict | None:
@@ -200,6 +201,11 @@ def main(argv=None) -> dict | None:
                     help="instead: code a photo with each IMPL and cross-decode (--size is the crop height)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    try:  # bad cases: argparse's one-line error, exit code 2
+        for text in [*args.cases, *(t.partition("=")[0] for t in args.skip), *(args.streams or [])]:
+            _parse_case(text)
+    except ValueError as e:
+        ap.error(str(e))
     if args.child:
         impl, batch = _parse_case(args.child)
         print(json.dumps(child(impl, batch, args.size, args.steps, args.device, args.rss_limit_gb,
@@ -210,8 +216,6 @@ def main(argv=None) -> dict | None:
 
     args.git_sha = git_sha()  # of the code that is measured, taken before the (long) cases run
     if args.streams is not None:
-        for impl in args.streams:
-            _parse_case(impl)
         rec = {**_record(args, []), "kind": "attention-streams",
                "streams": streams_check(args.streams, args.size, args.kwargs)}
         del rec["cases"]
