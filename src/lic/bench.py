@@ -670,6 +670,15 @@ def load_natten(*roots: str | Path) -> list[dict]:
     return [d for d in load_all(*(roots or (MEASURED_NATTEN,))) if d.get("kind") == "natten-check"]
 
 
+#: ``python -m lic.bench_attention`` records: TinyLIC v3 training steps with each neighborhood-attention path
+MEASURED_ATTENTION = MEASURED / "attention"
+
+
+def load_attention(*roots: str | Path) -> list[dict]:
+    """Every attention-path record (``lic.bench_attention``) under ``data/bench/attention``."""
+    return [d for d in load_all(*(roots or (MEASURED_ATTENTION,))) if d.get("kind") == "attention-bench"]
+
+
 def load_all(*roots: str | Path) -> list[dict]:
     """Every bench file of the pipeline (``results/bench``) and of other machines (``data/bench``)."""
     docs = []

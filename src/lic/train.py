@@ -10,7 +10,8 @@ Output folder ``checkpoints/<key>/q<quality>/``::
 
     last.pt         resumable state, every ``checkpoint_every`` steps (never written on NaN)
     model.pt        the final record {model, kwargs, quality, state_dict, params, git_sha, fingerprint}
-                    after ``update()``: what evaluation and ``lic compress`` load
+                    after ``update()``: what evaluation and ``lic compress`` load; TinyLIC's also holds
+                    ``attention_impl`` {option, resolved}: the neighborhood-attention path that trained it
     run.json        resolved params, git sha, versions, device
     dvclive/        loss curves
 
@@ -40,6 +41,7 @@ from torch.utils.data import DataLoader, Dataset
 from lic import checkpoints, paths, placeholder
 from lic.codec import state_fingerprint
 from lic.data.prepare import load_manifest
+from lic.layers.neighborhood_attention import attention_record
 from lic.models import registry
 from lic.runinfo import git_sha, write_run_info
 
@@ -479,6 +481,9 @@ def train(key: str, quality: int, params: dict | None, out_dir: Path | None = No
         record = {"model": key, "kwargs": r["kwargs"], "quality": quality, "state_dict": state_dict,
                   "params": r, "git_sha": git_sha(), "updated": True,
                   "fingerprint": state_fingerprint(state_dict), "steps": step, "world_size": world}
+        attention = attention_record(model)  # TinyLIC: the neighborhood-attention path that trained it
+        if attention is not None:
+            record["attention_impl"] = attention
         atomic_save(record, final)
     if world > 1:
         dist.barrier()

@@ -17,9 +17,20 @@ the official padding fallback crashes. Here, as a documented extension, the wind
 axis is the whole axis (effective kernel min(k, L)); the bias is still indexed by relative offset,
 which stays inside the table. For H, W ≥ k this is exactly the NATTEN definition.
 
-Implementation: ``Tensor.unfold`` views of K and V are gathered at the clamped window starts (rows,
-then columns), then two batched matmuls (q·Kᵀ and attn·V) — so ``FlopCounterMode`` counts the attention
-MACs. Queries are processed in row chunks to bound memory. Differentiable on any device.
+Paths (``impl`` / the model option ``attention_impl``; :func:`resolve_impl`; docs/tinylic.md measures them):
+
+* ``reference`` (:func:`_na_torch`): ``Tensor.unfold`` views of K and V are gathered at the clamped window
+  starts (rows, then columns) in row chunks, then two batched matmuls (q·Kᵀ and attn·V) — so
+  ``FlopCounterMode`` counts the attention MACs. Autograd keeps every chunk's gathered windows for
+  backward: 2k² times the size of K (a paper-size TinyLIC v3 needs ≈ 60 GB at batch 8, 256²).
+* ``chunked`` (:func:`_na_chunked`): the same chunks, each under activation checkpointing — backward
+  recomputes one chunk's windows at a time. The forward is the reference's bit for bit (so streams are
+  identical), gradients agree to float rounding; one extra attention forward per training step.
+* ``flex`` (:mod:`lic.layers.na_flex`): FlexAttention with a neighborhood block mask and the bias as a
+  score modification, compiled — fused on CUDA; on the CPU forward-only.
+* ``natten``: the natten package's kernels (below).
+* ``auto`` (default): natten where usable, else ``flex`` on CUDA where a one-time probe trains it
+  correctly (falling back to ``chunked``, with a warning, if it later fails), else ``chunked``.
 
 Optional CUDA path: if the PyPI ``natten`` package is importable with an unfused 2-D API that
 takes a relative-position bias — ``na2d_qk(q, k, kernel_size, dilation, rpb=...)``/``na2d_av``
@@ -44,7 +55,8 @@ import warnings
 import torch
 import torch.nn as nn
 
-__all__ = ["NeighborhoodAttention", "neighborhood_attention", "natten_status", "window_starts", "bias_indices"]
+__all__ = ["NeighborhoodAttention", "neighborhood_attention", "run_attention", "resolve_impl", "set_attention_impl",
+           "attention_record", "natten_status", "window_starts", "bias_indices", "IMPLS"]
 
 #: device types on which :func:`neighborhood_attention` hands the work to natten. natten's CPU kernels are
 #: a slow reference (15–34x slower than the PyTorch path on one CPU thread, docs/tinylic.md);
@@ -136,56 +148,135 @@ def _na_natten(q, k, v, kernel_size, rpb):  # pragma: no cover - needs natten
     return av(attn, v.contiguous(), kernel_size)
 
 
-def _na_torch(q, k, v, kernel_size, rpb):
+def _chunk_rows(q: torch.Tensor, kernel_size: int) -> int:
+    """Query rows per chunk: the gathered K (or V) windows of one chunk stay under ``_CHUNK_ELEMS``."""
+    B, h, H, W, d = q.shape
+    per_row = B * h * W * d * min(kernel_size, H) * min(kernel_size, W)
+    return max(1, min(H, _CHUNK_ELEMS // max(per_row, 1)))
+
+
+def _na_rows(q, k, v, rpb, kernel_size: int, r0: int, r1: int) -> torch.Tensor:
+    """Output rows r0:r1 of the neighborhood attention: (B, h, r1 − r0, W, d).
+
+    The k×k windows of the chunk's queries are gathered as copies (rows of K/V, then columns), the logits
+    are one batched matmul q·Kᵀ (+ bias), the output attn·V. Autograd saves the gathered windows: k² times
+    the chunk's K and V.
+    """
     B, h, H, W, d = q.shape
     kh, kw = min(kernel_size, H), min(kernel_size, W)
-    sh = window_starts(H, kernel_size, q.device)
+    sh = window_starts(H, kernel_size, q.device)[r0:r1]
     sw = window_starts(W, kernel_size, q.device)
-    # (B, h, H-kh+1, W, d, kh) views: row windows at every valid start (no copy)
-    krows = k.unfold(2, kh, 1)
-    vrows = v.unfold(2, kh, 1)
-    bias = None
+    # (B, h, H-kh+1, W, d, kh) views: row windows at every valid start (no copy); gather the clamped row
+    # windows (k× the chunk), then the clamped column windows (k²×)
+    kc = k.unfold(2, kh, 1).index_select(2, sh).unfold(3, kw, 1).index_select(3, sw)
+    vc = v.unfold(2, kh, 1).index_select(2, sh).unfold(3, kw, 1).index_select(3, sw)
+    kc, vc = kc.reshape(B, h, r1 - r0, W, d, kh * kw), vc.reshape(B, h, r1 - r0, W, d, kh * kw)
+    logits = q[:, :, r0:r1].unsqueeze(-2) @ kc  # (B, h, rows, W, 1, kk)
     if rpb is not None:
-        bi = bias_indices(H, kernel_size, q.device)  # (H, kh)
+        bi = bias_indices(H, kernel_size, q.device)[r0:r1]  # (rows, kh)
         bj = bias_indices(W, kernel_size, q.device)  # (W, kw)
-        bias = rpb[:, bi[:, None, :, None], bj[None, :, None, :]]  # (h, H, W, kh, kw)
-        bias = bias.reshape(h, H, W, 1, kh * kw)
-    per_row = B * h * W * d * kh * kw
-    rows = max(1, min(H, _CHUNK_ELEMS // max(per_row, 1)))
-    outs = []
-    for r0 in range(0, H, rows):
-        r1 = min(H, r0 + rows)
-        idx = sh[r0:r1]
-        # gather the clamped row windows (k× the chunk), then the clamped column windows (k²×)
-        kc = krows.index_select(2, idx).unfold(3, kw, 1).index_select(3, sw).reshape(B, h, r1 - r0, W, d, kh * kw)
-        vc = vrows.index_select(2, idx).unfold(3, kw, 1).index_select(3, sw).reshape(B, h, r1 - r0, W, d, kh * kw)
-        logits = q[:, :, r0:r1].unsqueeze(-2) @ kc  # (B, h, rows, W, 1, kk)
-        if bias is not None:
-            logits = logits + bias[:, r0:r1]
-        attn = logits.softmax(dim=-1)
-        outs.append((attn @ vc.transpose(-1, -2)).squeeze(-2))  # (B, h, rows, W, d)
+        logits = logits + rpb[:, bi[:, None, :, None], bj[None, :, None, :]].reshape(h, r1 - r0, W, 1, kh * kw)
+    attn = logits.softmax(dim=-1)
+    return (attn @ vc.transpose(-1, -2)).squeeze(-2)  # (B, h, rows, W, d)
+
+
+def _na_torch(q, k, v, kernel_size, rpb):
+    """The reference path: every chunk's windows stay saved for backward (≈ 2k² × the size of K)."""
+    rows, H = _chunk_rows(q, kernel_size), q.shape[2]
+    outs = [_na_rows(q, k, v, rpb, kernel_size, r0, min(H, r0 + rows)) for r0 in range(0, H, rows)]
     return outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
 
 
+def _na_chunked(q, k, v, kernel_size, rpb):
+    """The reference's computation chunk by chunk, each chunk under activation checkpointing: backward
+    recomputes one chunk's windows at a time instead of keeping all of them. Its forward is the reference's,
+    bit for bit; the gradients differ only by float summation order. Without autograd it *is* the reference."""
+    needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (q, k, v, rpb))
+    if not needs_grad:
+        return _na_torch(q, k, v, kernel_size, rpb)
+    from torch.utils.checkpoint import checkpoint
+
+    rows, H = _chunk_rows(q, kernel_size), q.shape[2]
+    outs = [checkpoint(_na_rows, q, k, v, rpb, kernel_size, r0, min(H, r0 + rows), use_reentrant=False)
+            for r0 in range(0, H, rows)]
+    return outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
+
+
+#: the paths of :func:`neighborhood_attention` (``attention_impl``); docs/tinylic.md compares them
+IMPLS = ("auto", "reference", "chunked", "flex", "natten")
+_FLEX_FAILED = False
+
+
+def check_impl(impl: str) -> str:
+    if impl not in IMPLS:
+        raise ValueError(f"attention_impl must be one of {', '.join(IMPLS)}, got {impl!r}")
+    return impl
+
+
+def resolve_impl(impl: str, q: torch.Tensor, kernel_size: int, use_natten: bool = True) -> str:
+    """The path that ``impl`` runs for this query tensor (its device and map size).
+
+    ``auto``: natten's kernels where they are usable (CUDA, H, W ≥ k, ``use_natten``), else FlexAttention on
+    CUDA if it passes :func:`lic.layers.na_flex.flex_probe` there (outputs and gradients of a small case
+    against the chunked path), else (the CPU) ``chunked``. ``natten`` on a map smaller than the kernel (natten rejects it): ``chunked``.
+    """
+    check_impl(impl)
+    small = q.shape[2] < kernel_size or q.shape[3] < kernel_size
+    if impl == "natten":
+        if _natten_ops() is None:
+            raise RuntimeError(f"attention_impl='natten' is not usable: {natten_status()}")
+        return "chunked" if small else "natten"
+    if impl != "auto":
+        return impl
+    if use_natten and _natten_available(q, kernel_size):
+        return "natten"
+    if q.device.type == "cuda" and not _FLEX_FAILED:
+        from lic.layers.na_flex import flex_probe
+        if flex_probe(q.device) is None:  # once per device: trains and matches the chunked path
+            return "flex"
+    return "chunked"
+
+
+def _run(path: str, q, k, v, kernel_size, rpb):
+    if path == "natten":
+        return _na_natten(q, k, v, kernel_size, rpb)
+    if path == "flex":
+        from lic.layers.na_flex import na_flex
+        return na_flex(q, k, v, kernel_size, rpb)
+    return (_na_torch if path == "reference" else _na_chunked)(q, k, v, kernel_size, rpb)
+
+
+def run_attention(q, k, v, kernel_size: int, rpb=None, impl: str = "auto",
+                  use_natten: bool = True) -> tuple[torch.Tensor, str]:
+    """(output, the path that computed it); see :func:`neighborhood_attention`."""
+    if kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be odd and positive, got {kernel_size}")
+    path = resolve_impl(impl, q, kernel_size, use_natten)
+    if impl != "auto" or path == "chunked":
+        return _run(path, q, k, v, kernel_size, rpb), path
+    try:  # auto: a failing fused path falls back to the chunked one, with a one-time warning
+        return _run(path, q, k, v, kernel_size, rpb), path
+    except Exception as e:  # pragma: no cover - needs a device where natten/flex fail
+        global _WARNED, _FLEX_FAILED
+        if path == "flex":
+            _FLEX_FAILED = True
+        if not _WARNED:
+            warnings.warn(f"{path} neighborhood attention failed ({type(e).__name__}: {e}); using the chunked "
+                          "PyTorch path", stacklevel=2)
+            _WARNED = True
+        return _na_chunked(q, k, v, kernel_size, rpb), "chunked"
+
+
 def neighborhood_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kernel_size: int,
-                           rpb: torch.Tensor | None = None, use_natten: bool = True) -> torch.Tensor:
+                           rpb: torch.Tensor | None = None, use_natten: bool = True,
+                           impl: str = "auto") -> torch.Tensor:
     """softmax(q·Kᵀ + rpb)·V over each query's k×k neighborhood.
 
     q, k, v: (B, heads, H, W, head_dim), q already scaled. rpb: (heads, 2k−1, 2k−1) or None.
+    impl: one of :data:`IMPLS` (:func:`resolve_impl`); ``use_natten=False`` keeps ``auto`` off natten.
     Returns (B, heads, H, W, head_dim).
     """
-    if kernel_size < 1 or kernel_size % 2 == 0:
-        raise ValueError(f"kernel_size must be odd and positive, got {kernel_size}")
-    if use_natten and _natten_available(q, kernel_size):
-        try:
-            return _na_natten(q, k, v, kernel_size, rpb)
-        except Exception as e:  # pragma: no cover - fall back, once with a warning
-            global _WARNED
-            if not _WARNED:
-                warnings.warn(f"natten kernels failed ({type(e).__name__}: {e}); using the PyTorch path",
-                              stacklevel=2)
-                _WARNED = True
-    return _na_torch(q, k, v, kernel_size, rpb)
+    return run_attention(q, k, v, kernel_size, rpb, impl, use_natten)[0]
 
 
 class NeighborhoodAttention(nn.Module):
@@ -198,7 +289,7 @@ class NeighborhoodAttention(nn.Module):
 
     def __init__(self, dim: int, kernel_size: int = 7, num_heads: int = 1, qkv_bias: bool = True,
                  qk_scale: float | None = None, attn_drop: float = 0.0, proj_drop: float = 0.0,
-                 use_natten: bool = True):
+                 use_natten: bool = True, attention_impl: str = "auto"):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"dim {dim} not divisible by num_heads {num_heads}")
@@ -208,6 +299,8 @@ class NeighborhoodAttention(nn.Module):
         self.head_dim = dim // num_heads
         self.scale = qk_scale if qk_scale is not None else self.head_dim ** -0.5
         self.use_natten = use_natten
+        self.attention_impl = check_impl(attention_impl)  # a plain attribute: the state_dict is unchanged
+        self.last_impl: str | None = None  # the path the latest forward ran (:func:`resolve_impl`)
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.rpb = nn.Parameter(torch.zeros(num_heads, 2 * kernel_size - 1, 2 * kernel_size - 1))
         nn.init.trunc_normal_(self.rpb, std=0.02, a=-2.0, b=2.0)
@@ -221,10 +314,32 @@ class NeighborhoodAttention(nn.Module):
         q, k, v = qkv[0] * self.scale, qkv[1], qkv[2]
         if self.attn_drop > 0 and self.training:
             raise NotImplementedError("attention dropout is not implemented (TinyLIC uses 0)")
-        out = neighborhood_attention(q, k, v, self.kernel_size, self.rpb, self.use_natten)
+        out, self.last_impl = run_attention(q, k, v, self.kernel_size, self.rpb, self.attention_impl,
+                                            self.use_natten)
         out = out.permute(0, 2, 3, 1, 4).reshape(B, H, W, C)
         return self.proj_drop(self.proj(out))
 
     def extra_repr(self) -> str:
-        return f"dim={self.dim}, kernel_size={self.kernel_size}, num_heads={self.num_heads}"
+        return (f"dim={self.dim}, kernel_size={self.kernel_size}, num_heads={self.num_heads}, "
+                f"attention_impl={self.attention_impl!r}")
+
+
+def set_attention_impl(model: nn.Module, impl: str) -> nn.Module:
+    """Switch every :class:`NeighborhoodAttention` of ``model`` to ``impl`` (weights untouched)."""
+    check_impl(impl)
+    for m in model.modules():
+        if isinstance(m, NeighborhoodAttention):
+            m.attention_impl = impl
+    return model
+
+
+def attention_record(model: nn.Module) -> dict | None:
+    """{"option", "resolved"} of a model's neighborhood attention for checkpoint records, or None if it has
+    none. ``resolved``: the path(s) its latest forward ran ("+"-joined if layers differ; None before any)."""
+    layers = [m for m in model.modules() if isinstance(m, NeighborhoodAttention)]
+    if not layers:
+        return None
+    options = sorted({m.attention_impl for m in layers})
+    ran = sorted({m.last_impl for m in layers if m.last_impl})
+    return {"option": "+".join(options), "resolved": "+".join(ran) or None}
 

@@ -64,6 +64,7 @@ from compressai.models import CompressionModel
 from lic.entropy.fast import check_coder, coder
 from lic.entropy.indexes import scale_indexes
 from lic.models.registry import OfficialRelease, register
+from lic.layers.neighborhood_attention import check_impl
 from lic.models.tinylic_blocks import MultistageMaskedConv2d, conv, deconv, rnab, rstb
 
 CITATION = ("Lu, Chen, Pu, Ma, High-Efficiency Lossy Image Coding Through Adaptive Neighborhood "
@@ -127,7 +128,12 @@ class TinyLIC(CompressionModel):
             "supplement" (Tables 1–2: ψ ⊕ Σctx, 4M→10M/3→8M/3→2M; the contexts are disjoint, so the
             sum equals the current step's context). Only for ``context="spatial4"``.
         in_channels, out_channels: image channels at g_a0 / g_s7 (3 = RGB; 1 for the Y-only model).
-        use_natten: use the ``natten`` CUDA kernels when installed and on CUDA.
+        attention_impl: neighborhood-attention path (v3 RNABs; no effect on v1's Swin blocks):
+            "auto" (default: natten's kernels if usable, else FlexAttention on CUDA; "chunked" on the CPU),
+            "reference" (windows materialised and kept for backward), "chunked" (the reference's
+            computation with per-chunk recomputation in backward: same forward bit for bit, memory of a
+            chunk), "flex" (FlexAttention, compiled; CPU: inference only), "natten". Not in the state_dict.
+        use_natten: let "auto" use the ``natten`` CUDA kernels when installed and on CUDA.
         entropy_coder: rANS path of y and z, "fast" (:mod:`lic.entropy.fast`) or "compressai"
             (CompressAI's per-call ``compressai.ans`` / ``EntropyBottleneck.compress``); same bytes.
     """
@@ -137,10 +143,12 @@ class TinyLIC(CompressionModel):
                  depths: Sequence[int] = (2, 2, 6, 2, 2, 2), num_heads: Sequence[int] | None = None,
                  kernel_size: int = 7, hyper_kernel_size: int = 3, mlp_ratio: float = 2.0,
                  drop_path_rate: float = 0.1, train_resolution: int = 256, use_natten: bool = True,
+                 attention_impl: str = "auto",
                  v1_entropy_parameters: str = "code", in_channels: int = 3, out_channels: int | None = None,
                  entropy_coder: str = "fast"):
         super().__init__()
         self.entropy_coder_name = check_coder(entropy_coder)  # "fast" | "compressai": same bytes
+        check_impl(attention_impl)  # each NeighborhoodAttention holds it (lic.layers.set_attention_impl switches)
         if len(tuple(depths)) != 6:
             raise ValueError(f"depths needs 6 entries (g_a1, g_a3, g_a5, g_a7, h_a1, h_a3), got {depths}")
         c = list(channels) if channels is not None else [N, 3 * N // 2, 2 * N, M]
@@ -158,7 +166,7 @@ class TinyLIC(CompressionModel):
         def stage(i: int, lo: int, order: list[int]) -> nn.Module:
             d, r = depths[i], dpr[lo:lo + depths[i]]
             if block == "rnab":
-                return rnab(widths[i], d, heads[i], ks[i], r, mlp_ratio, use_natten)
+                return rnab(widths[i], d, heads[i], ks[i], r, mlp_ratio, use_natten, attention_impl)
             if block == "rstb":
                 return rstb(widths[i], d, heads[i], ks[i], r, res[i], mlp_ratio)
             raise ValueError(f"unknown block {block!r}")

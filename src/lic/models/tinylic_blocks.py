@@ -62,11 +62,11 @@ class NSABlock(nn.Module):
     """Pre-norm NAT block on NHWC: t + DP(NA(LN1 t)); t + DP(MLP(LN2 t))."""
 
     def __init__(self, dim: int, num_heads: int, kernel_size: int = 7, mlp_ratio: float = 2.0,
-                 drop_path: float = 0.0, use_natten: bool = True):
+                 drop_path: float = 0.0, use_natten: bool = True, attention_impl: str = "auto"):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
         self.attn = NeighborhoodAttention(dim, kernel_size=kernel_size, num_heads=num_heads,
-                                          use_natten=use_natten)
+                                          use_natten=use_natten, attention_impl=attention_impl)
         self.drop_path = DropPath(drop_path)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
@@ -182,9 +182,9 @@ class ResidualTransformerStage(nn.Module):
 
 
 def rnab(dim: int, depth: int, num_heads: int, kernel_size: int, dpr: Sequence[float],
-         mlp_ratio: float = 2.0, use_natten: bool = True) -> ResidualTransformerStage:
-    return ResidualTransformerStage([NSABlock(dim, num_heads, kernel_size, mlp_ratio, dpr[i], use_natten)
-                                     for i in range(depth)])
+         mlp_ratio: float = 2.0, use_natten: bool = True, attention_impl: str = "auto") -> ResidualTransformerStage:
+    return ResidualTransformerStage([NSABlock(dim, num_heads, kernel_size, mlp_ratio, dpr[i], use_natten,
+                                              attention_impl) for i in range(depth)])
 
 
 def rstb(dim: int, depth: int, num_heads: int, window_size: int, dpr: Sequence[float],

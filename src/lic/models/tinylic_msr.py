@@ -60,7 +60,8 @@ class MSRNet(nn.Module):
     """x̂ (B, C, H, W) → K hypotheses (B, K, C, H, W)."""
 
     def __init__(self, channels: int = 3, hypotheses: int = 2, width: int = 128,
-                 depths: tuple[int, ...] = (6, 6), kernel_size: int = 7, head_dim: int = 16):
+                 depths: tuple[int, ...] = (6, 6), kernel_size: int = 7, head_dim: int = 16,
+                 attention_impl: str = "auto"):
         super().__init__()
         if len(depths) not in (0, 2):
             raise ValueError(f"msr_depths must have 0 or 2 entries, got {depths}")
@@ -70,8 +71,10 @@ class MSRNet(nn.Module):
         self.conv3 = nn.Conv2d(width, channels * hypotheses, 3, padding=1)
         self.act = nn.GELU()
         heads = max(1, width // head_dim)
-        self.stage1 = rnab(width, depths[0], heads, kernel_size, [0.0] * depths[0]) if depths else nn.Identity()
-        self.stage2 = rnab(width, depths[1], heads, kernel_size, [0.0] * depths[1]) if depths else nn.Identity()
+        self.stage1 = (rnab(width, depths[0], heads, kernel_size, [0.0] * depths[0], attention_impl=attention_impl)
+                       if depths else nn.Identity())
+        self.stage2 = (rnab(width, depths[1], heads, kernel_size, [0.0] * depths[1], attention_impl=attention_impl)
+                       if depths else nn.Identity())
 
     def forward(self, x):
         t = self.stage1(self.act(self.conv1(x)))
@@ -123,7 +126,8 @@ class TinyLICMSR(TinyLIC):
                  freeze_base: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
         self.out_ch = self.g_s7.out_channels
-        self.msr = MSRNet(self.out_ch, hypotheses, msr_width, tuple(msr_depths), msr_kernel_size)
+        self.msr = MSRNet(self.out_ch, hypotheses, msr_width, tuple(msr_depths), msr_kernel_size,
+                          attention_impl=kwargs.get("attention_impl", "auto"))
         self.per_channel, self.frac_bits = per_channel, int(coef_frac_bits)
         self.n_coef = (self.out_ch if per_channel else 1) * hypotheses
         self.freeze_base = bool(freeze_base)

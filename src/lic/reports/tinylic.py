@@ -132,3 +132,34 @@ def natten_table(records: list[dict]) -> pd.DataFrame:
             "file": r.get("file"),
         })
     return pd.DataFrame(rows)
+
+
+def attention_table(records: list[dict]) -> pd.DataFrame:
+    """One row per case of each ``lic.bench_attention`` record: a paper-size TinyLIC v3 training step
+    (``attention_impl`` = path) at the record's batch and crop size — peak RSS (the case's own subprocess),
+    seconds per step and steps per second (the median of the steps after the first), the machine's load
+    (1-min load average, the larger of start and end: a shared machine slows every step), and why a case
+    did not run."""
+    from lic.bench_attention import _steady_s
+
+    rows = []
+    for r in records:
+        dev = r.get("device") or {}
+        where = dev.get("cuda_device") if str(r.get("run_device", "cpu")).startswith("cuda") else dev.get("cpu")
+        threads = (r.get("protocol") or {}).get("threads")
+        size = ", ".join(f"{k}={v}" for k, v in (r.get("kwargs") or {}).items()) or "paper"
+        for c in r.get("cases", []):
+            steps, cpu = c.get("step_s") or [], c.get("step_cpu_s") or []
+            rows.append({
+                "path": c.get("impl"), "model size": size, "batch": c.get("batch"), "crop": f"{c.get('size')}²",
+                "status": c.get("status"),
+                "peak RSS (GiB)": c.get("peak_rss_gb", math.nan),
+                "GPU memory (GiB)": c.get("cuda_max_allocated_gb", math.nan),
+                "s / step": _steady_s(steps) if steps else math.nan,
+                "steps / s": 1 / _steady_s(steps) if steps else math.nan,
+                "CPU s / step": _steady_s(cpu) if cpu else math.nan,
+                "load (1 min)": max(c.get("load_avg_1min") or [math.nan]),
+                "note": c.get("reason") or c.get("error") or "",
+                "device": f"{where} ({threads or 'default'} threads)", "file": r.get("file"),
+            })
+    return pd.DataFrame(rows)
