@@ -21,7 +21,7 @@ import pandas as pd
 
 from lic import paths, reference
 from lic import results as results_io
-from lic.bdrate import bd_rate
+from lic.bdrate import bd_rate, comparability, short_reason
 
 METRIC_LABELS = {"psnr-rgb": "PSNR (RGB) [dB]", "ms-ssim-db-rgb": "MS-SSIM (RGB) [dB]",
                  "ms-ssim-rgb": "MS-SSIM (RGB)"}
@@ -102,13 +102,16 @@ def _curve_points(curve: dict, metric: str) -> tuple[list[float], list[float]] |
 
 
 def bd_rate_table(curves: dict[str, dict], anchors: Sequence[str] = ("vtm", "bpg444"),
-                  metric: str = "psnr-rgb", method: str = "pchip", with_notes: bool = False) -> pd.DataFrame:
+                  metric: str = "psnr-rgb", method: str = "pchip", with_notes: bool = False,
+                  comparable_only: bool = False) -> pd.DataFrame:
     """BD-rate (%, negative = fewer bits) of every curve against each anchor.
 
     Rows: every curve that has ``metric`` (index = key); columns: the anchors. A cell that cannot
     be computed (anchor missing, too few points, no overlap, ...) is NaN, and the reason is kept in
-    ``df.attrs["reasons"][key][anchor]`` (and in a ``notes`` column when ``with_notes``). An
-    anchor's own row is 0.
+    ``df.attrs["reasons"][key][anchor]`` (and, in a few words, in a ``notes`` column when ``with_notes``:
+    ``anchor: reason; ...``, which :func:`lic.report.readable` puts into the cells). An
+    anchor's own row is 0. ``comparable_only``: a pair of curves that :func:`lic.bdrate.comparability`
+    rejects (barely overlapping, unrelated rates) is NaN with that reason too.
     """
     anchors = tuple(anchors)
     reasons: dict[str, dict[str, str]] = {}
@@ -132,6 +135,8 @@ def bd_rate_table(curves: dict[str, dict], anchors: Sequence[str] = ("vtm", "bpg
                 else:
                     try:
                         row[anchor] = bd_rate(apts[0], apts[1], pts[0], pts[1], method=method)
+                        if comparable_only:
+                            why = comparability(apts[0], apts[1], pts[0], pts[1])
                     except ValueError as exc:
                         why = str(exc)
             if why is not None:
@@ -142,7 +147,7 @@ def bd_rate_table(curves: dict[str, dict], anchors: Sequence[str] = ("vtm", "bpg
     df.index.name = "method"
     df.columns.name = f"BD-rate % ({metric}, {method})"
     if with_notes:
-        df["notes"] = ["; ".join(f"{a}: {r}" for a, r in reasons.get(k, {}).items()) for k in df.index]
+        df["notes"] = ["; ".join(f"{a}: {short_reason(r)}" for a, r in reasons.get(k, {}).items()) for k in df.index]
     df.attrs["reasons"] = reasons
     df.attrs["metric"], df.attrs["method"] = metric, method
     return df
