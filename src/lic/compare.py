@@ -178,7 +178,7 @@ def rd_figure(curves: dict[str, dict], metric: str = "psnr-rgb", ax=None, keys: 
         if not pts:
             continue
         xs, ys = zip(*pts)
-        label = curve["name"] if curve["name"] == key else f"{curve['name']} [{key}]"
+        label = curve["name"] if curve["name"].startswith(key) else f"{curve['name']} [{key}]"
         if curve["kind"] == "anchor":
             ax.plot(xs, ys, linestyle="--", color=greys[n_anchor % len(greys)], linewidth=1.3, label=label,
                     marker="svD^x+"[n_anchor % 6], markersize=3.5)
@@ -219,3 +219,78 @@ def complexity_table(records: Iterable[dict]) -> pd.DataFrame:
         df.insert(df.columns.get_loc("params") + 1, "params_m", df["params"] / 1e6)
     first = [c for c in ("params", "params_m", "kmacs_per_pixel", "input", "path", "tool") if c in df]
     return df[first + [c for c in df.columns if c not in first]]
+
+
+MAX_CURVES = 8  # per panel: more than this and nobody can tell them apart
+ANCHOR_ORDER = ("vtm", "bpg444", "bpg", "hevc-x265-444", "avif", "jpegxl", "webp", "jpeg", "bpg420")
+
+
+def training_note(key: str, root: Path | None = None) -> str:
+    """How long ``key`` trained, from its checkpoints' run records: ``"1000 + 4×40 steps, 95 s"`` (base steps +
+    quality runs × their steps; seconds from each run's start, ``run.json``'s ``created_utc``, to its
+    ``model.pt``). ``""`` when it has no checkpoints here (a published curve, an encoder-side variant)."""
+    import datetime as dt
+
+    root = Path(root or paths.CHECKPOINTS) / key
+    base, runs, seconds = 0, [], 0.0
+    for run in sorted(root.glob("*/run.json")) if root.is_dir() else []:
+        model = run.parent / "model.pt"
+        try:
+            rec = json.loads(run.read_text())
+            t = rec["params"]["train"]
+            steps = sum(t["stages"].values()) if t.get("stages") else t["steps"]
+            start = dt.datetime.fromisoformat(rec["created_utc"]).timestamp()
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            continue
+        if model.exists():
+            seconds += max(0.0, model.stat().st_mtime - start)
+        if run.parent.name == "base":
+            base = steps
+        else:
+            runs.append(steps)
+    if not runs and not base:
+        return ""
+    per = f"{len(runs)}×{runs[0]}" if runs and len(set(runs)) == 1 else " + ".join(map(str, runs))
+    total = " + ".join(s for s in (str(base) if base else "", per) if s)
+    return f"{total} steps, {seconds:.0f} s"
+
+
+def rd_panels(curves: dict[str, dict], ours: Sequence[str], published: Sequence[str] = (), metric: str = "psnr-rgb",
+              title: str | None = None, smoke: bool = True, anchors: int = 4):
+    """Two panels side by side, each scaled to its own curves: the published curves of ``published`` (the
+    papers' models on this dataset) with the anchors (up to ``anchors`` classical codecs, ours or published),
+    and our learned curves ``ours``, each legend entry saying how long the model trained
+    (:func:`training_note`). At most :data:`MAX_CURVES` curves per panel (a ValueError otherwise: split the
+    group). ``smoke``: the second panel is titled a smoke check (the default profile) instead of a reproduction.
+    """
+    import matplotlib.pyplot as plt
+
+    ours = [k for k in ours if k in curves and metric in curves[k]["results"]]
+    anchor_keys = [k for k in ANCHOR_ORDER if k in curves and metric in curves[k]["results"]][:anchors]
+    left = [k for k in published if k in curves and metric in curves[k]["results"]] + anchor_keys
+    for name, keys in (("published", left), ("ours", ours)):
+        if len(keys) > MAX_CURVES:
+            raise ValueError(f"{len(keys)} {name} curves in one panel (at most {MAX_CURVES}): split the group")
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    rd_figure(curves, metric, ax=axes[0], keys=left,
+              title="published curves and anchors" if any(curves[k]["origin"] == "reference" for k in left)
+              else "anchors (classical codecs)")
+    if not left:
+        axes[0].text(0.5, 0.5, "no published curve for this dataset", ha="center", va="center",
+                     transform=axes[0].transAxes)
+    names = {k: curves[k]["name"] for k in ours}
+    for k in ours:  # the legend says how long each model trained
+        note = training_note(k)
+        curves[k] = {**curves[k], "name": f"{k} ({note})" if note else names[k]}
+    try:
+        rd_figure(curves, metric, ax=axes[1], keys=ours,
+                  title="ours: smoke check (minutes of CPU training)" if smoke else "ours")
+    finally:
+        for k in ours:
+            curves[k] = {**curves[k], "name": names[k]}
+    if not ours:
+        axes[1].text(0.5, 0.5, "not evaluated in this run", ha="center", va="center", transform=axes[1].transAxes)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
