@@ -40,6 +40,9 @@ CLAIMS = {
          "Table A's training speed (batch 8 at 256² on a GPU)"]),
 }
 
+#: notebooks whose ablation variants start from the main model's base in the default profile (train base_from)
+ABLATIONS_FROM_MAIN = {"02_tinylic": "Y, YUV 4:2:0", "03_hpcm": "Large, 1/2/4 stages, non-shared, PhiContext, MS-SSIM"}
+
 LABELS = {
     "reproduction": "**Reproduction** — the paper's claim, checked in this profile.",
     "check": "**Method check (pass/fail)** — a property of the method that holds for any weights.",
@@ -66,6 +69,9 @@ def box_text(notebook: str, profile: str | None = None) -> str:
         lines.append("> Needs the paper profile (`dvc exp run -S profile=paper`, a GPU; README, *Reproducing at paper "
                      "scale*); here they are **smoke checks** of the pipeline, with models trained for minutes on a CPU:")
     lines += [f"> * {c}" for c in paper]
+    if prof != "paper" and notebook in ABLATIONS_FROM_MAIN:
+        lines.append(f"> The ablation variants ({ABLATIONS_FROM_MAIN[notebook]}) start from the main model's trained "
+                     "initialisation: `docs/deviations.md`, *Reading the ablation tables of the default profile*.")
     return "\n".join(lines)
 
 
