@@ -60,16 +60,18 @@ def box_text(notebook: str, profile: str | None = None) -> str:
     """The Markdown of the box a notebook opens with."""
     prof = _profile(profile)
     exact, paper = CLAIMS[notebook]
-    lines = [f"> **Profile `{prof}`.** Reproduced exactly in every profile:"]
+    lines = [f"> **Profile `{prof}`.** Reproduced exactly in every profile:", ">"]
     lines += [f"> * {c}" for c in exact]
+    lines.append(">")
     if prof == "paper":
         lines.append("> This run uses the papers' recipes, so these are reproductions too (datasets and deviations: "
                      "`docs/deviations.md`):")
     else:
         lines.append("> Needs the paper profile (`dvc exp run -S profile=paper`, a GPU; README, *Reproducing at paper "
                      "scale*); here they are **smoke checks** of the pipeline, with models trained for minutes on a CPU:")
-    lines += [f"> * {c}" for c in paper]
+    lines += [">", *[f"> * {c}" for c in paper]]
     if prof != "paper" and notebook in ABLATIONS_FROM_MAIN:
+        lines.append(">")
         lines.append(f"> The ablation variants ({ABLATIONS_FROM_MAIN[notebook]}) start from the main model's trained "
                      "initialisation: `docs/deviations.md`, *Reading the ablation tables of the default profile*.")
     return "\n".join(lines)
