@@ -109,6 +109,8 @@ def test_rd_panels_split_published_and_ours_and_say_how_long_each_trained(tmp_pa
     assert right.get_legend().get_texts()[0].get_text() == "m (100 + 2×10 steps, 0 s) (ours)"
     assert right.get_ylim()[1] < 30 < left.get_ylim()[1]  # each panel scaled to its own curves
     assert curves["m"]["name"] == "m"  # the legend names do not leak into the curves
+    empty = compare.rd_panels({"m": curves["m"]}, ["m"], [])  # no published curve, no anchor: an empty panel
+    assert empty.axes[0].get_legend() is None and len(empty.axes[1].get_lines()) == 1
     many = {f"k{i}": _curve("ours", "ours", i) for i in range(9)}
     with pytest.raises(ValueError, match="at most 8"):
         compare.rd_panels(many, list(many))

@@ -166,7 +166,7 @@ def rd_figure(curves: dict[str, dict], metric: str = "psnr-rgb", ax=None, keys: 
         fig, ax = plt.subplots(figsize=(7, 5))
     else:
         fig = ax.figure
-    selected = [k for k in (keys or curves) if metric in curves[k]["results"]]
+    selected = [k for k in (curves if keys is None else keys) if metric in curves[k]["results"]]
     learned = [k for k in selected if curves[k]["kind"] != "anchor"]
     colours = dict(zip(learned, sns.color_palette("tab10" if len(learned) <= 10 else "husl", len(learned))))
     greys = ["0.45", "0.65", "0.3", "0.55", "0.75"]
