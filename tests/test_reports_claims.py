@@ -103,7 +103,7 @@ def test_rd_panels_split_published_and_ours_and_say_how_long_each_trained(tmp_pa
     curves = {"m": _curve("ours", "ours", 0), "m2": _curve("ours", "ours", 1),
               "pub": _curve("reference", "learned", 10), "jpeg": _curve("ours", "anchor", 5)}
     curves["m"]["name"] = "m"
-    fig = compare.rd_panels(curves, ["m", "m2"], ["pub"])
+    fig = compare.rd_panels(curves, ["m", "m2"], ["pub", "m2"])  # m2 is ours: never in the published panel
     left, right = fig.axes[:2]
     assert sorted(t.get_text() for t in left.get_legend().get_texts()) == ["x [jpeg]", "x [pub]"]
     assert right.get_legend().get_texts()[0].get_text() == "m (100 + 2×10 steps, 0 s) (ours)"

@@ -267,7 +267,8 @@ def rd_panels(curves: dict[str, dict], ours: Sequence[str], published: Sequence[
 
     ours = [k for k in ours if k in curves and metric in curves[k]["results"]]
     anchor_keys = [k for k in ANCHOR_ORDER if k in curves and metric in curves[k]["results"]][:anchors]
-    left = [k for k in published if k in curves and metric in curves[k]["results"]] + anchor_keys
+    left = [k for k in published if k in curves and metric in curves[k]["results"]
+            and curves[k]["origin"] == "reference"] + anchor_keys  # never one of our own curves
     for name, keys in (("published", left), ("ours", ours)):
         if len(keys) > MAX_CURVES:
             raise ValueError(f"{len(keys)} {name} curves in one panel (at most {MAX_CURVES}): split the group")
@@ -288,6 +289,9 @@ def rd_panels(curves: dict[str, dict], ours: Sequence[str], published: Sequence[
     finally:
         for k in ours:
             curves[k] = {**curves[k], "name": names[k]}
+    for ax in axes:  # legends under the plots: the curves stay visible
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=1, borderaxespad=0.0)
     if not ours:
         axes[1].text(0.5, 0.5, "not evaluated in this run", ha="center", va="center", transform=axes[1].transAxes)
     if title:
