@@ -232,7 +232,7 @@ def training_note(key: str, root: Path | None = None) -> str:
     import datetime as dt
 
     root = Path(root or paths.CHECKPOINTS) / key
-    base, runs, seconds = 0, [], 0.0
+    base, runs, seconds, origin = 0, [], 0.0, None
     for run in sorted(root.glob("*/run.json")) if root.is_dir() else []:
         model = run.parent / "model.pt"
         try:
@@ -244,6 +244,7 @@ def training_note(key: str, root: Path | None = None) -> str:
             continue
         if model.exists():
             seconds += max(0.0, model.stat().st_mtime - start)
+        origin = rec["params"].get("base_from") or origin if run.parent.name != "base" else origin
         if run.parent.name == "base":
             base = steps
         else:
@@ -252,7 +253,8 @@ def training_note(key: str, root: Path | None = None) -> str:
         return ""
     per = f"{len(runs)}×{runs[0]}" if runs and len(set(runs)) == 1 else " + ".join(map(str, runs))
     total = " + ".join(s for s in (str(base) if base else "", per) if s)
-    return f"{total} steps, {seconds:.0f} s"
+    start = f" on {origin}'s base" if origin else ""  # an ablation variant (train base_from)
+    return f"{total} steps{start}, {seconds:.0f} s"
 
 
 def rd_panels(curves: dict[str, dict], ours: Sequence[str], published: Sequence[str] = (), metric: str = "psnr-rgb",
