@@ -293,7 +293,7 @@ def rd_panels(curves: dict[str, dict], ours: Sequence[str], published: Sequence[
             curves[k] = {**curves[k], "name": names[k]}
     for ax in axes:  # legends under the plots: the curves stay visible
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=1, borderaxespad=0.0)
+            ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1, borderaxespad=0.0)
     if not ours:
         axes[1].text(0.5, 0.5, "not evaluated in this run", ha="center", va="center", transform=axes[1].transAxes)
     if title:
