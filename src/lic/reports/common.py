@@ -108,7 +108,7 @@ def visual_comparison(dataset: str, image: str, entries: list[tuple[str, object]
         ax.set_title(f"{name}\n{label}", fontsize=8)
         ax.axis("off")
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(title, fontsize=10, y=1.06)  # above the two-line panel titles
     fig.tight_layout()
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
