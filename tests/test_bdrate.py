@@ -162,3 +162,18 @@ def test_spec_cross_check_against_vtm18(key, pchip, cubic):
 def test_arrays_are_accepted():
     r, p = np.array(RATES), np.array(PSNRS)
     assert bd_rate(r, p, r * 0.9, p) == pytest.approx(-10.0, abs=1e-9)
+
+
+def test_short_reasons_and_comparability():
+    from lic.bdrate import comparability, short_reason
+
+    for args, short in [((RATES, PSNRS, RATES[:3], PSNRS[:3]), "too few points"),
+                        ((RATES, PSNRS, RATES, [p - 20 for p in PSNRS]), "curves do not overlap"),
+                        ((RATES, PSNRS, RATES, [30, 29, 31, 32, 33, 34]), "curve not monotone")]:
+        value, why = try_bd_rate(*args)
+        assert math.isnan(value) and short_reason(why) == short
+    # comparable: the same curve at 0.9x the rate; not: 1 dB of overlap out of a 14 dB range, or the same
+    # PSNRs at 100x the rate (rates far beyond both curves' spread)
+    assert comparability(RATES, PSNRS, [0.9 * r for r in RATES], PSNRS) is None
+    assert short_reason(comparability(RATES, PSNRS, RATES, [p + 13.28 for p in PSNRS])) == "curves barely overlap"
+    assert short_reason(comparability(RATES, PSNRS, [100 * r for r in RATES], PSNRS)) == "rates not comparable"

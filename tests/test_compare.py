@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from lic import compare, paths  # noqa: E402
@@ -104,7 +105,7 @@ def test_bd_rate_table_notes_methods_and_metrics(dirs):
     curves = compare.load_curves("toy")
     df = compare.bd_rate_table(curves, anchors=("vtm",), method="cubic", with_notes=True)
     assert df.loc["ours-good", "vtm"] == pytest.approx(-10.0, abs=1e-9)
-    assert "at least 4" in df.loc["ours-short", "notes"] and df.loc["ours-good", "notes"] == ""
+    assert df.loc["ours-short", "notes"] == "vtm: too few points" and df.loc["ours-good", "notes"] == ""
     # MS-SSIM: only curves with MS-SSIM values are rows; ours are all-NaN -> reason, not a crash
     ms = compare.bd_rate_table(curves, anchors=("vtm",), metric="ms-ssim-db-rgb")
     assert "minnen2018-mean-published" not in ms.index
@@ -169,3 +170,35 @@ def test_bad_result_file_is_reported(dirs):
     bad.write_text("{oops")
     with pytest.raises(ValueError, match=f"{bad}: not valid JSON"):
         compare.load_curves("toy")
+
+
+def test_readable_table_says_n_a_and_why_never_nan(dirs):
+    from lic import report
+
+    curves = compare.load_curves("toy")
+    df = compare.bd_rate_table(curves, anchors=("vtm", "bpg444"), with_notes=True)
+    shown = report.readable(df)
+    assert shown.loc["ours-short", "vtm"] == "n/a: too few points"
+    assert shown.loc["ours-good", "bpg444"] == "n/a: no anchor curve"
+    assert shown.loc["vtm", "vtm"] == 0.0
+    text = shown.to_string()
+    assert "nan" not in text.lower().replace("n/a", "") and "\n" not in "".join(map(str, shown["notes"]))
+    # a report table with one long reason in a `note` column: BD cells n/a + the reason's few words
+    t = pd.DataFrame({"bd_rate_pct": [math.nan, 1.5], "paper_pct": [math.nan, 0.2],
+                      "note": ["the metric ranges do not overlap (anchor 20-22, test 25-27); BD-rate is undefined", ""]})
+    r = report.readable(t)
+    assert list(r["bd_rate_pct"]) == ["n/a: curves do not overlap", 1.5]
+    assert r.loc[0, "paper_pct"] == "n/a" and r.loc[0, "note"] == "curves do not overlap"
+
+
+def test_comparable_only_hides_bd_between_unrelated_curves(dirs):
+    curves = compare.load_curves("toy")
+    good = curves["ours-good"]["results"]
+    far = {**curves["ours-good"], "key": "far",
+           "results": {**good, "bpp": [b * 50 for b in good["bpp"]]}}  # the same PSNRs at 50x the rate
+    curves["far"] = far
+    plain = compare.bd_rate_table(curves, anchors=("ours-good",))
+    assert plain.loc["far", "ours-good"] > 1000  # a number, but noise
+    strict = compare.bd_rate_table(curves, anchors=("ours-good",), comparable_only=True, with_notes=True)
+    assert math.isnan(strict.loc["far", "ours-good"]) and strict.loc["far", "notes"] == "ours-good: rates not comparable"
+    assert strict.loc["vtm", "ours-good"] == pytest.approx(plain.loc["vtm", "ours-good"])

@@ -269,3 +269,35 @@ def test_out_for_a_quality_the_profile_does_not_train_is_refused(in_tiny_project
         assert after == before
     with pytest.raises(ValueError, match="nothing written"):
         train.main("minnen2018-mean", inactive, params, progress=False, out_dir=tmp_path / "run")
+
+
+def test_base_from_starts_a_variant_from_the_main_models_base(in_tiny_project, tmp_path, monkeypatch):
+    """models.<key>.train.base_from: each quality of an ablation variant starts from the main model's
+    base for every tensor of the same name and shape; the others keep the variant's own base."""
+    from lic import paths
+    from lic.models import registry
+
+    root, params = in_tiny_project
+    spec = registry.get("minnen2018-mean")
+    monkeypatch.setitem(registry.MODELS, "test-minnen-wide", spec)  # a variant: same model, another M
+    params = copy.deepcopy(params)
+    params["models"]["test-minnen-wide"] = {
+        **params["models"]["minnen2018-mean"], "kwargs": {"N": 16, "M": 32},
+        "train": {"base_steps": 0, "steps": 0, "base_from": "minnen2018-mean"}}
+    assert "base_from" not in train.recipe(params, "test-minnen-wide", "base")
+    own = train.train("test-minnen-wide", "base", params, progress=False)
+    final = train.train("test-minnen-wide", 2, params, progress=False)
+    main = _weights(root / "checkpoints/minnen2018-mean/base/model.pt")
+    mine, own_base = _weights(final), _weights(own)
+    assert torch.equal(mine["g_a.0.weight"], main["g_a.0.weight"])             # N-sized: shared
+    assert not torch.equal(mine["g_a.0.weight"], own_base["g_a.0.weight"])
+    assert mine["g_a.6.weight"].shape != main["g_a.6.weight"].shape            # M-sized: its own
+    assert torch.equal(mine["g_a.6.weight"], own_base["g_a.6.weight"])
+    rec = torch.load(final, weights_only=False)["params"]
+    loaded, total = map(int, rec["base_from_tensors"].split("/"))
+    assert 0 < loaded < total
+    main_rec = torch.load(root / "checkpoints/minnen2018-mean/base/model.pt", weights_only=False)
+    assert rec["base_from_fingerprint"] == main_rec["fingerprint"].hex()
+    (root / "checkpoints/minnen2018-mean/base/model.pt").unlink()
+    with pytest.raises(FileNotFoundError, match="minnen2018-mean --base"):
+        train.train("test-minnen-wide", 3, params, tmp_path / "x", progress=False)

@@ -12,12 +12,12 @@ import time
 import pytest
 import torch
 
-from lic import recipes, warm
+from lic import recipes, warm, warm_server
 
 
 def _start_server(path, env):
     r, w = os.pipe()
-    proc = subprocess.Popen([sys.executable, "-m", "lic.warm", "serve", str(path), str(w)], pass_fds=(w,), env=env)
+    proc = subprocess.Popen([sys.executable, "-m", "lic.warm_server", str(path), str(w)], pass_fds=(w,), env=env)
     os.close(w)
     with os.fdopen(r, "rb") as ready:
         assert ready.readline() == b"ready\n"
@@ -80,13 +80,13 @@ def test_changed_sources_are_detected(tmp_path):
     f = tmp_path / "m.py"
     f.write_text("x = 1\n")
     snap = {str(f): os.stat(f).st_mtime_ns}
-    assert warm.stale_sources(snap) == []
+    assert warm_server.stale_sources(snap) == []
     time.sleep(0.01)
     f.write_text("x = 2\n")
     os.utime(f, ns=(time.time_ns(), time.time_ns() + 1_000_000))
-    assert warm.stale_sources(snap) == [str(f)]
+    assert warm_server.stale_sources(snap) == [str(f)]
     f.unlink()
-    assert warm.stale_sources(snap) == [str(f)]
+    assert warm_server.stale_sources(snap) == [str(f)]
 
 
 def test_warm_command_runs_a_command_under_a_server_and_returns_its_status(in_tiny_project, tmp_path):
@@ -117,7 +117,7 @@ def test_a_child_killed_by_a_signal_is_reported_to_its_client(tmp_path, monkeypa
     children = {pid: theirs}
     deadline = time.monotonic() + 30
     while children and time.monotonic() < deadline:
-        warm._reap(children)
+        warm_server._reap(children)
         time.sleep(0.01)
     assert not children  # reaped, and its connection closed
     assert ours.makefile("rb").read() == f"K{int(signal.SIGABRT)}\n".encode()

@@ -126,3 +126,46 @@ def try_bd_rate(anchor_bpp, anchor_metric, test_bpp, test_metric,
         return bd_rate(anchor_bpp, anchor_metric, test_bpp, test_metric, method=method), None
     except ValueError as exc:
         return math.nan, str(exc)
+
+
+#: (phrase of a long reason, the few words a table cell shows instead), first match wins
+_SHORT = (("do not overlap", "curves do not overlap"), ("barely overlap", "curves barely overlap"),
+          ("differ by more than", "rates not comparable"), ("not strictly increasing", "curve not monotone"),
+          ("does not increase", "curve not monotone"), ("usable (finite) points", "too few points"),
+          ("non-positive rate", "rate not positive"), ("not available", "no anchor curve"),
+          ("no result for", "not evaluated"), (" has no ", "metric not measured"))
+
+
+def short_reason(reason: str | BaseException) -> str:
+    """The few words a table cell shows for a BD value that cannot be computed (``n/a: <this>``)."""
+    text = str(reason)
+    for phrase, short in _SHORT:
+        if phrase in text:
+            return short
+    return text.split(";")[0].split("\n")[0][:40]
+
+
+MIN_OVERLAP = 0.5  # share of the shorter curve's metric range the other curve must cover
+
+
+def comparability(anchor_bpp: Sequence[float], anchor_metric: Sequence[float],
+                  test_bpp: Sequence[float], test_metric: Sequence[float]) -> str | None:
+    """Why a BD value between these two curves would be noise rather than a result (None: comparable).
+
+    A BD-rate integrates over the overlap of the two metric ranges; when that overlap is under
+    :data:`MIN_OVERLAP` of the shorter curve's range, or when the curves' mean log-rates differ by more
+    than the wider curve spans (two minutes-trained models landing at unrelated rates), the number
+    describes the extrapolated ends of two cubics, not the codecs. Trained models' curves (the paper
+    profile) pass; the default profile's smoke curves often do not."""
+    ar, am = _curve(anchor_bpp, anchor_metric, "anchor")
+    tr, tm = _curve(test_bpp, test_metric, "test")
+    shorter = min(am.max() - am.min(), tm.max() - tm.min())
+    if shorter > 0 and _overlap(am, tm) < MIN_OVERLAP * shorter:
+        return (f"the curves barely overlap ({_overlap(am, tm):.2f} dB of a {shorter:.2f} dB range); "
+                "BD-rate would extrapolate")
+    la, lt = np.log10(ar), np.log10(tr)
+    spread = max(la.max() - la.min(), lt.max() - lt.min())
+    if abs(la.mean() - lt.mean()) > spread:
+        return (f"the rates differ by more than their spread (mean log10 bpp {la.mean():.2f} vs {lt.mean():.2f}, "
+                f"spread {spread:.2f})")
+    return None

@@ -347,7 +347,7 @@ def _option_worker(key: str, model_kwargs: dict, device: str, threads: int, kwar
 
 
 def _isolated_loop(conn) -> None:
-    from lic.cli import ignore_known_warnings
+    from lic.quiet import ignore_known_warnings
 
     ignore_known_warnings()
     while True:

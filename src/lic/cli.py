@@ -483,15 +483,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
             PermissionError)
 
 
-def ignore_known_warnings() -> None:
-    """CompressAI 1.2.8 decorates functions with the deprecated ``torch.jit.script``: one FutureWarning
-    per import, on every command; nothing a user can act on."""
-    import warnings
-
-    warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*deprecated", category=FutureWarning)
-
-
 def main(argv: list[str] | None = None) -> int:
+    from lic.quiet import ignore_known_warnings
+
     ignore_known_warnings()
     args = build_parser().parse_args(argv)
     try:

@@ -21,7 +21,7 @@ import pandas as pd
 
 from lic import paths, reference
 from lic import results as results_io
-from lic.bdrate import bd_rate
+from lic.bdrate import bd_rate, comparability, short_reason
 
 METRIC_LABELS = {"psnr-rgb": "PSNR (RGB) [dB]", "ms-ssim-db-rgb": "MS-SSIM (RGB) [dB]",
                  "ms-ssim-rgb": "MS-SSIM (RGB)"}
@@ -102,13 +102,16 @@ def _curve_points(curve: dict, metric: str) -> tuple[list[float], list[float]] |
 
 
 def bd_rate_table(curves: dict[str, dict], anchors: Sequence[str] = ("vtm", "bpg444"),
-                  metric: str = "psnr-rgb", method: str = "pchip", with_notes: bool = False) -> pd.DataFrame:
+                  metric: str = "psnr-rgb", method: str = "pchip", with_notes: bool = False,
+                  comparable_only: bool = False) -> pd.DataFrame:
     """BD-rate (%, negative = fewer bits) of every curve against each anchor.
 
     Rows: every curve that has ``metric`` (index = key); columns: the anchors. A cell that cannot
     be computed (anchor missing, too few points, no overlap, ...) is NaN, and the reason is kept in
-    ``df.attrs["reasons"][key][anchor]`` (and in a ``notes`` column when ``with_notes``). An
-    anchor's own row is 0.
+    ``df.attrs["reasons"][key][anchor]`` (and, in a few words, in a ``notes`` column when ``with_notes``:
+    ``anchor: reason; ...``, which :func:`lic.report.readable` puts into the cells). An
+    anchor's own row is 0. ``comparable_only``: a pair of curves that :func:`lic.bdrate.comparability`
+    rejects (barely overlapping, unrelated rates) is NaN with that reason too.
     """
     anchors = tuple(anchors)
     reasons: dict[str, dict[str, str]] = {}
@@ -132,6 +135,8 @@ def bd_rate_table(curves: dict[str, dict], anchors: Sequence[str] = ("vtm", "bpg
                 else:
                     try:
                         row[anchor] = bd_rate(apts[0], apts[1], pts[0], pts[1], method=method)
+                        if comparable_only:
+                            why = comparability(apts[0], apts[1], pts[0], pts[1])
                     except ValueError as exc:
                         why = str(exc)
             if why is not None:
@@ -142,7 +147,7 @@ def bd_rate_table(curves: dict[str, dict], anchors: Sequence[str] = ("vtm", "bpg
     df.index.name = "method"
     df.columns.name = f"BD-rate % ({metric}, {method})"
     if with_notes:
-        df["notes"] = ["; ".join(f"{a}: {r}" for a, r in reasons.get(k, {}).items()) for k in df.index]
+        df["notes"] = ["; ".join(f"{a}: {short_reason(r)}" for a, r in reasons.get(k, {}).items()) for k in df.index]
     df.attrs["reasons"] = reasons
     df.attrs["metric"], df.attrs["method"] = metric, method
     return df
@@ -161,7 +166,7 @@ def rd_figure(curves: dict[str, dict], metric: str = "psnr-rgb", ax=None, keys: 
         fig, ax = plt.subplots(figsize=(7, 5))
     else:
         fig = ax.figure
-    selected = [k for k in (keys or curves) if metric in curves[k]["results"]]
+    selected = [k for k in (curves if keys is None else keys) if metric in curves[k]["results"]]
     learned = [k for k in selected if curves[k]["kind"] != "anchor"]
     colours = dict(zip(learned, sns.color_palette("tab10" if len(learned) <= 10 else "husl", len(learned))))
     greys = ["0.45", "0.65", "0.3", "0.55", "0.75"]
@@ -173,7 +178,7 @@ def rd_figure(curves: dict[str, dict], metric: str = "psnr-rgb", ax=None, keys: 
         if not pts:
             continue
         xs, ys = zip(*pts)
-        label = curve["name"] if curve["name"] == key else f"{curve['name']} [{key}]"
+        label = curve["name"] if curve["name"].startswith(key) else f"{curve['name']} [{key}]"
         if curve["kind"] == "anchor":
             ax.plot(xs, ys, linestyle="--", color=greys[n_anchor % len(greys)], linewidth=1.3, label=label,
                     marker="svD^x+"[n_anchor % 6], markersize=3.5)
@@ -214,3 +219,84 @@ def complexity_table(records: Iterable[dict]) -> pd.DataFrame:
         df.insert(df.columns.get_loc("params") + 1, "params_m", df["params"] / 1e6)
     first = [c for c in ("params", "params_m", "kmacs_per_pixel", "input", "path", "tool") if c in df]
     return df[first + [c for c in df.columns if c not in first]]
+
+
+MAX_CURVES = 8  # per panel: more than this and nobody can tell them apart
+ANCHOR_ORDER = ("vtm", "bpg444", "bpg", "hevc-x265-444", "avif", "jpegxl", "webp", "jpeg", "bpg420")
+
+
+def training_note(key: str, root: Path | None = None) -> str:
+    """How long ``key`` trained, from its checkpoints' run records: ``"1000 + 4×40 steps, 95 s"`` (base steps +
+    quality runs × their steps; seconds from each run's start, ``run.json``'s ``created_utc``, to its
+    ``model.pt``). ``""`` when it has no checkpoints here (a published curve, an encoder-side variant)."""
+    import datetime as dt
+
+    root = Path(root or paths.CHECKPOINTS) / key
+    base, runs, seconds, origin = 0, [], 0.0, None
+    for run in sorted(root.glob("*/run.json")) if root.is_dir() else []:
+        model = run.parent / "model.pt"
+        try:
+            rec = json.loads(run.read_text())
+            t = rec["params"]["train"]
+            steps = sum(t["stages"].values()) if t.get("stages") else t["steps"]
+            start = dt.datetime.fromisoformat(rec["created_utc"]).timestamp()
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            continue
+        if model.exists():
+            seconds += max(0.0, model.stat().st_mtime - start)
+        origin = rec["params"].get("base_from") or origin if run.parent.name != "base" else origin
+        if run.parent.name == "base":
+            base = steps
+        else:
+            runs.append(steps)
+    if not runs and not base:
+        return ""
+    per = f"{len(runs)}×{runs[0]}" if runs and len(set(runs)) == 1 else " + ".join(map(str, runs))
+    total = " + ".join(s for s in (str(base) if base else "", per) if s)
+    start = f" on {origin}'s base" if origin else ""  # an ablation variant (train base_from)
+    return f"{total} steps{start}, {seconds:.0f} s"
+
+
+def rd_panels(curves: dict[str, dict], ours: Sequence[str], published: Sequence[str] = (), metric: str = "psnr-rgb",
+              title: str | None = None, smoke: bool = True, anchors: int = 4):
+    """Two panels side by side, each scaled to its own curves: the published curves of ``published`` (the
+    papers' models on this dataset) with the anchors (up to ``anchors`` classical codecs, ours or published),
+    and our learned curves ``ours``, each legend entry saying how long the model trained
+    (:func:`training_note`). At most :data:`MAX_CURVES` curves per panel (a ValueError otherwise: split the
+    group). ``smoke``: the second panel is titled a smoke check (the default profile) instead of a reproduction.
+    """
+    import matplotlib.pyplot as plt
+
+    ours = [k for k in ours if k in curves and metric in curves[k]["results"]]
+    anchor_keys = [k for k in ANCHOR_ORDER if k in curves and metric in curves[k]["results"]][:anchors]
+    left = [k for k in published if k in curves and metric in curves[k]["results"]
+            and curves[k]["origin"] == "reference"] + anchor_keys  # never one of our own curves
+    for name, keys in (("published", left), ("ours", ours)):
+        if len(keys) > MAX_CURVES:
+            raise ValueError(f"{len(keys)} {name} curves in one panel (at most {MAX_CURVES}): split the group")
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    rd_figure(curves, metric, ax=axes[0], keys=left,
+              title="published curves and anchors" if any(curves[k]["origin"] == "reference" for k in left)
+              else "anchors (classical codecs)")
+    if not left:
+        axes[0].text(0.5, 0.5, "no published curve for this dataset", ha="center", va="center",
+                     transform=axes[0].transAxes)
+    names = {k: curves[k]["name"] for k in ours}
+    for k in ours:  # the legend says how long each model trained
+        note = training_note(k)
+        curves[k] = {**curves[k], "name": f"{k} ({note})" if note else names[k]}
+    try:
+        rd_figure(curves, metric, ax=axes[1], keys=ours,
+                  title="ours: smoke check (minutes of CPU training)" if smoke else "ours")
+    finally:
+        for k in ours:
+            curves[k] = {**curves[k], "name": names[k]}
+    for ax in axes:  # legends under the plots: the curves stay visible
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1, borderaxespad=0.0)
+    if not ours:
+        axes[1].text(0.5, 0.5, "not evaluated in this run", ha="center", va="center", transform=axes[1].transAxes)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -57,14 +57,54 @@ def image_grid(name: str, max_images: int = 8, out: str | Path | None = None):
     return fig
 
 
-def save_table(df: pd.DataFrame, out_dir: str | Path | None, stem: str) -> None:
-    """Write ``df`` as CSV and Markdown under ``out_dir`` (nothing when out_dir is None)."""
+def readable(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` as a reader should see it: a BD-rate that could not be computed reads ``n/a: <a few words>``
+    (from the row's ``note``/``notes``: ``column: reason`` pairs, or one reason shortened by
+    :func:`lic.bdrate.short_reason`), any other missing value ``n/a``, and the notes shortened the same
+    way. Numbers are left as they are."""
+    from lic.bdrate import short_reason
+
+    out = df.copy()
+    note_cols = [c for c in out.columns if str(c) in ("note", "notes")]
+    notes = list(out[note_cols[0]]) if note_cols else [""] * len(out)
+    columns = {str(c) for c in out.columns}
+
+    def pairs(text) -> dict[str, str]:
+        parts = [p.split(": ", 1) for p in text.split("; ")] if isinstance(text, str) and text else []
+        return {p[0]: p[1] for p in parts} if parts and all(len(p) == 2 and p[0] in columns for p in parts) else {}
+
+    def short(text) -> str:
+        if not isinstance(text, str) or not text:
+            return ""
+        per = pairs(text)
+        return "; ".join(f"{k}: {short_reason(v)}" for k, v in per.items()) if per else short_reason(text)
+
+    for c in out.columns:
+        if str(c) in ("note", "notes") or not out[c].isna().any():
+            continue
+        col = out[c].astype(object)
+        is_bd = "bd" in str(c).lower()
+        for i, (v, n) in enumerate(zip(out[c], notes)):
+            if v is None or (isinstance(v, float) and v != v):
+                why = pairs(n).get(str(c)) or (n if is_bd and isinstance(n, str) else "")
+                col.iloc[i] = f"n/a: {short_reason(why)}" if why else "n/a"
+        out[c] = col
+    for c in note_cols:
+        out[c] = [short(n) for n in out[c]]
+    return out
+
+
+def save_table(df: pd.DataFrame, out_dir: str | Path | None, stem: str) -> pd.DataFrame:
+    """Write ``df`` as CSV (the numbers, NaN where none) and Markdown (:func:`readable`) under ``out_dir``
+    (nothing when out_dir is None); return the readable table, what a notebook displays."""
+    shown = readable(df)
     if out_dir is None:
-        return
+        return shown
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     df.to_csv(out_dir / f"{stem}.csv")
-    (out_dir / f"{stem}.md").write_text(df.to_markdown() if _has_tabulate() else df.to_string())
+    (out_dir / f"{stem}.md").write_text(shown.to_markdown() if _has_tabulate() else shown.to_string())
+    return shown
 
 
 def _has_tabulate() -> bool:

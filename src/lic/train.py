@@ -111,6 +111,7 @@ def recipe(params: dict, key: str, quality: int | str) -> dict:
     train = {k: v for k, v in params["train"].items() if k not in NOT_RECIPE}
     overrides = dict(model_params["train"])
     init_from = overrides.pop("init_from", None)  # a trained model whose weights this one builds on (MSR)
+    base_from = overrides.pop("base_from", None)  # an ablation variant: its qualities start from this model's base
     unknown = set(overrides) - set(train)
     if unknown:
         raise KeyError(f"models.{key}.train overrides unknown train keys {sorted(unknown)}")
@@ -121,6 +122,8 @@ def recipe(params: dict, key: str, quality: int | str) -> dict:
          "kwargs": model_params["kwargs"], "train": train, "train_dataset": params["data"]["train"]}
     if init_from is not None:
         r["init_from"] = init_from
+    if base_from is not None and not base:
+        r["base_from"] = base_from
     return json.loads(json.dumps(r))  # plain JSON types: the same hash whether read from params or a recipe file
 
 
@@ -319,6 +322,8 @@ def train(key: str, quality: int, params: dict | None, out_dir: Path | None = No
     model = registry.build(key, **r["kwargs"]).to(device)
     if init is not None:
         model.load_state_dict(init["state_dict"])
+    if r.get("base_from"):
+        r["base_from_fingerprint"], r["base_from_tensors"] = _load_shared(model, r["base_from"])
     if r.get("init_from"):
         # e.g. TinyLIC + MSR: the trained TinyLIC of the same quality, under the model's own filter
         src = run_dir(r["init_from"], quality) / "model.pt"
@@ -488,6 +493,24 @@ def train(key: str, quality: int, params: dict | None, out_dir: Path | None = No
     if world > 1:
         dist.barrier()
     return final
+
+
+def _load_shared(model: nn.Module, main_key: str) -> tuple[str, str]:
+    """An ablation variant (``models.<key>.train.base_from``) starts each quality from the shared
+    initialisation of its paper's main model: every tensor of ``checkpoints/<main_key>/base/model.pt``
+    whose name and shape the variant has too replaces the variant's own; the rest (the ablated part)
+    keeps the variant's own base. Returns (the main base's fingerprint, "loaded/total" tensors)."""
+    src = run_dir(main_key, BASE) / "model.pt"
+    if not src.exists():
+        raise FileNotFoundError(f"{src} missing: this variant starts from {main_key}'s base; "
+                                f"run `lic train {main_key} --base` first")
+    rec = checkpoints.load(src)
+    own = model.state_dict()
+    shared = {k: v for k, v in rec["state_dict"].items() if k in own and own[k].shape == v.shape}
+    with torch.no_grad():  # in place: CompressAI's load_state_dict wants every entropy-model buffer
+        for k, v in shared.items():
+            own[k].copy_(v)
+    return rec["fingerprint"].hex(), f"{len(shared)}/{len(own)}"
 
 
 def _saved_step(path: Path) -> int | str:

@@ -66,8 +66,10 @@ def register(key: str, *, description: str, citation: str, pad_multiple: int,
     return wrap
 
 
-#: One module per paper; importing it registers its models.
-PAPER_MODULES = ("minnen2018", "hpcm", "tinylic", "tcm", "cgoo")
+#: The modules that register models: one per paper, plus the modules of a paper's extensions (TinyLIC's
+#: supplement: MSR, ScalingNet, Y / YUV 4:2:0), which subclass its base model. Importing a module registers
+#: its keys; the registry imports them all, so no base module needs to import its subclasses.
+PAPER_MODULES = ("minnen2018", "hpcm", "tinylic", "tinylic_msr", "tinylic_scaling", "tinylic_yuv", "tcm", "cgoo")
 
 
 def _load_all(until: str | None = None) -> None:

@@ -45,7 +45,7 @@ Deviations / assumptions (constructor parameter in brackets):
   :func:`convert_official_state_dict` renames the official ``_matrix{i}``/``_bias{i}``/``_factor{i}``.
 * Masked convs apply their mask functionally instead of mutating ``weight.data`` (same outputs).
 
-Supplement extensions, one module each (imported at the end of this file so their keys register):
+Supplement extensions, one module each (lic.models.registry imports them, so their keys register):
 :mod:`lic.models.tinylic_scaling` (``lu2022-tinylic-vr``, ScalingNet variable rate),
 :mod:`lic.models.tinylic_msr` (``lu2022-tinylic-msr``, MSR in-loop filter) and
 :mod:`lic.models.tinylic_yuv` (``lu2022-tinylic-y`` / ``-yuv420``). Design notes: ``docs/tinylic.md``.
@@ -462,6 +462,3 @@ def tinylic_low(N: int = 128, M: int = 192, **kwargs) -> TinyLIC:
 def tinylic_high(N: int = 192, M: int = 320, **kwargs) -> TinyLIC:
     return _v1(N, M, **kwargs)
 
-
-# the supplement's extensions live in their own modules; importing them registers their keys
-from lic.models import tinylic_msr, tinylic_scaling, tinylic_yuv  # noqa: E402,F401

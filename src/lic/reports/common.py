@@ -1,6 +1,7 @@
 """Building blocks of the papers' tables and figures, read only from result files.
 
-* :func:`bd` — one BD-rate cell between two of our curves (NaN plus a reason when it cannot be computed);
+* :func:`bd` — one BD-rate cell between two of our curves (NaN plus a reason when it cannot be computed or
+  when the curves are not comparable, :func:`lic.bdrate.comparability`);
 * :func:`complexity_of` — the params / kMACs record of a model in ``results/complexity.json`` for a profile;
 * :func:`visual_comparison` — crops of decoded images (kept by evaluation for ``evaluate.visual_images``)
   labelled with the bpp and PSNR of their result files;
@@ -17,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from lic import paths, reference
-from lic.bdrate import bd_rate
+from lic.bdrate import bd_rate, comparability
 from lic.results import reconstruction_path, result_path
 
 
@@ -30,9 +31,11 @@ def bd(curves: dict, key: str, anchor: str, metric: str = "psnr-rgb", method: st
             return math.nan, f"{k} has no {metric}"
     a, b = curves[anchor]["results"], curves[key]["results"]
     try:
-        return bd_rate(a["bpp"], a[metric], b["bpp"], b[metric], method=method), ""
+        value = bd_rate(a["bpp"], a[metric], b["bpp"], b[metric], method=method)
+        why = comparability(a["bpp"], a[metric], b["bpp"], b[metric])
     except ValueError as exc:
         return math.nan, str(exc)
+    return (math.nan, why) if why else (value, "")
 
 
 def load_complexity() -> list[dict]:
@@ -105,7 +108,7 @@ def visual_comparison(dataset: str, image: str, entries: list[tuple[str, object]
         ax.set_title(f"{name}\n{label}", fontsize=8)
         ax.axis("off")
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(title, fontsize=10, y=1.06)  # above the two-line panel titles
     fig.tight_layout()
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
