@@ -221,6 +221,6 @@ def test_flex_probe_says_why_flex_cannot_train_on_cpu():
     """auto uses FlexAttention only where a one-time probe trains it correctly; on the CPU it cannot."""
     from lic.layers import na_flex
 
-    why = na_flex.flex_probe("cpu")
+    why = na_flex.flex_probe("cpu", na._na_chunked)
     assert why is not None and "cannot train on the CPU" in why
-    assert na_flex.flex_probe("cpu") is why  # probed once per device
+    assert na_flex.flex_probe("cpu", na._na_chunked) is why  # probed once per device

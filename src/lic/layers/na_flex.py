@@ -97,11 +97,12 @@ def na_flex(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kernel_size: int,
     return out.reshape(B, h, H, W, d)
 
 
-def flex_probe(device) -> str | None:
+def flex_probe(device, chunked) -> str | None:
     """None if FlexAttention trains correctly on ``device``, else why not; run once per device.
 
     A small case (a map shorter than the kernel on one axis, shifted edge windows on the other, the bias
-    trained) through :func:`na_flex` and the chunked path: outputs and the gradients of q, k, v and the bias
+    trained) through :func:`na_flex` and ``chunked`` (the selector's chunked path, passed in so that this
+    module does not import its caller): outputs and the gradients of q, k, v and the bias
     must agree within 1e-4. ``attention_impl="auto"`` uses FlexAttention only where this passes, so a
     torch build whose FlexAttention fails (or differs) on a device falls back to the chunked path.
     """
@@ -110,16 +111,14 @@ def flex_probe(device) -> str | None:
         why = flex_status()
         if why is None:
             try:
-                why = _probe(torch.device(device))
+                why = _probe(torch.device(device), chunked)
             except Exception as e:
                 why = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}"
         _PROBES[key] = why
     return _PROBES[key]
 
 
-def _probe(device: torch.device) -> str | None:
-    from lic.layers.neighborhood_attention import _na_chunked
-
+def _probe(device: torch.device, _na_chunked) -> str | None:
     g = torch.Generator().manual_seed(0)
     base = [torch.randn(1, 2, 5, 12, 16, generator=g) for _ in range(3)] + [torch.randn(2, 13, 13, generator=g)]
     up = torch.randn(1, 2, 5, 12, 16, generator=g).to(device)

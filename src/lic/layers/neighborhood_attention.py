@@ -232,7 +232,7 @@ def resolve_impl(impl: str, q: torch.Tensor, kernel_size: int, use_natten: bool 
         return "natten"
     if q.device.type == "cuda" and not _FLEX_FAILED:
         from lic.layers.na_flex import flex_probe
-        if flex_probe(q.device) is None:  # once per device: trains and matches the chunked path
+        if flex_probe(q.device, _na_chunked) is None:  # once per device: trains and matches the chunked path
             return "flex"
     return "chunked"
 
