@@ -199,8 +199,14 @@ def test_checkpoint_without_the_option_loads_with_auto(tmp_path, tiny_v3):
 
 def test_training_record_names_the_path(tmp_path, monkeypatch):
     """lic.train writes the option and the path that ran into model.pt (a 2-step run of the tiny v3)."""
-    from conftest import make_tiny_project
+    import importlib.util
+    from pathlib import Path
 
+    # tests/conftest.py by path: the name ``conftest`` may be tests/launch's in a whole-suite run
+    spec = importlib.util.spec_from_file_location("lic_tests_conftest", Path(__file__).with_name("conftest.py"))
+    tests_conftest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tests_conftest)
+    make_tiny_project = tests_conftest.make_tiny_project
     from lic import paths, train
     from lic.data import prepare
 

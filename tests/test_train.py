@@ -298,6 +298,12 @@ def test_base_from_starts_a_variant_from_the_main_models_base(in_tiny_project, t
     assert 0 < loaded < total
     main_rec = torch.load(root / "checkpoints/minnen2018-mean/base/model.pt", weights_only=False)
     assert rec["base_from_fingerprint"] == main_rec["fingerprint"].hex()
-    (root / "checkpoints/minnen2018-mean/base/model.pt").unlink()
-    with pytest.raises(FileNotFoundError, match="minnen2018-mean --base"):
-        train.train("test-minnen-wide", 3, params, tmp_path / "x", progress=False)
+    # without the main model's base: an error naming the command that makes it (the session's tiny project
+    # is shared with later tests, so the base is moved aside and put back, never deleted)
+    base = root / "checkpoints/minnen2018-mean/base/model.pt"
+    base.rename(base.with_name("model.pt.aside"))
+    try:
+        with pytest.raises(FileNotFoundError, match="minnen2018-mean --base"):
+            train.train("test-minnen-wide", 3, params, tmp_path / "x", progress=False)
+    finally:
+        base.with_name("model.pt.aside").rename(base)
