@@ -340,3 +340,20 @@ def test_eval_forward_picks_one_of_the_encoders_msc_ratios(trained):
         train_ratio = _fresh(trained, msc_ratios=(0.1,))(x)
     assert any(torch.equal(both["x_hat"], s["x_hat"]) for s in single)
     assert not torch.equal(both["x_hat"], train_ratio["x_hat"])
+
+
+def test_tcm_weights_load_over_built_tables_of_another_size():
+    """init_from after the quality's own base (train.py): the CGOO already holds CDF tables; a TCM whose
+    tables have another size still loads, and its tables are the ones kept (the paper profile's CGOO stage
+    failed on exactly this: [192, 25] tables into [192, 23])."""
+    torch.manual_seed(0)
+    cgoo, tcm = CGOO(**TINY).eval(), TCM(**TINY_TCM).eval()
+    cgoo.update(force=True)
+    with torch.no_grad():
+        tcm.entropy_bottleneck.quantiles.mul_(4)  # wider z range: longer CDF rows
+    tcm.update(force=True)
+    key = "entropy_bottleneck._quantized_cdf"
+    assert cgoo.state_dict()[key].shape != tcm.state_dict()[key].shape
+    cgoo.load_tcm_state_dict(tcm.state_dict())
+    for k in (key, "entropy_bottleneck._offset", "entropy_bottleneck._cdf_length"):
+        assert torch.equal(cgoo.state_dict()[k], tcm.state_dict()[k]), k

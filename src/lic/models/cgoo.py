@@ -464,7 +464,15 @@ class CGOO(TCM):
         missing = [k for k in own if k not in sd and not k.startswith(("ddt_", "msc.", "lmbda"))]
         if missing:
             raise KeyError(f"TCM state_dict lacks {len(missing)} backbone keys, e.g. {missing[:3]}")
+        for k, v in sd.items():  # CDF tables sized by the incoming weights (this model's may be built already)
+            if k in own and k.rsplit(".", 1)[-1] in _TABLE_BUFFERS and own[k].shape != v.shape:
+                self.get_buffer(k).resize_(v.shape)
+                own[k] = self.get_buffer(k)
         self.load_state_dict({**own, **{k: v for k, v in sd.items() if k in own}}, strict=True)
+
+
+#: an entropy model's CDF-table buffers: their sizes follow the weights they were built from
+_TABLE_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length")
 
 
 # ---------------------------------------------------------------------- training stages
