@@ -30,18 +30,23 @@ def online_lowers_rd_cost(datasets: list[str], lmbdas: list[float], online: str 
     """CGOO: per quality, how many images the online encoder codes at a lower RD cost λ·255²·MSE + bpp
     (file bytes) than the plain encoder of the *same weights*. Passes when it is every image."""
     rows = []
-    for d in datasets:
-        on, off = _per_image(d, online), _per_image(d, plain)
-        for q in sorted({q for _, q in on}):
-            pairs = [(on[k], off[k]) for k in on if k[1] == q and k in off]
-            if not pairs:
-                continue
-            lam = lmbdas[q - 1]
-            change = [((lam * o["mse-rgb"] + o["bpp"]) / (lam * p["mse-rgb"] + p["bpp"]) - 1) * 100 for o, p in pairs]
-            rows.append({"dataset": d, "quality": q, "images": len(pairs),
-                         "lower_rd_cost": sum(c < 0 for c in change), "worst_change_pct": max(change),
-                         "mean_change_pct": sum(change) / len(change), "pass": all(c < 0 for c in change)})
+    for d, q, pairs in _paired(datasets, online, plain):
+        lam = lmbdas[q - 1]
+        change = [((lam * o["mse-rgb"] + o["bpp"]) / (lam * p["mse-rgb"] + p["bpp"]) - 1) * 100 for o, p in pairs]
+        rows.append({"dataset": d, "quality": q, "images": len(pairs),
+                     "lower_rd_cost": sum(c < 0 for c in change), "worst_change_pct": max(change),
+                     "mean_change_pct": sum(change) / len(change), "pass": all(c < 0 for c in change)})
     return pd.DataFrame(rows)
+
+
+def _paired(datasets: list[str], a: str, b: str):
+    """(dataset, quality, [(row of a, row of b)]) for each quality of ``a`` with images both models coded."""
+    for d in datasets:
+        ra, rb = _per_image(d, a), _per_image(d, b)
+        for q in sorted({q for _, q in ra}):
+            pairs = [(ra[k], rb[k]) for k in ra if k[1] == q and k in rb]
+            if pairs:
+                yield d, q, pairs
 
 
 def filter_never_worse(datasets: list[str], filtered: str = "lu2022-tinylic-msr",
@@ -50,18 +55,13 @@ def filter_never_worse(datasets: list[str], filtered: str = "lu2022-tinylic-msr"
     least the v3's; the encoder switches the filter off when it would not lower the error. Also the rate it
     adds (its flag and coefficients). Passes when no image got worse."""
     rows = []
-    for d in datasets:
-        f, b = _per_image(d, filtered), _per_image(d, base)
-        for q in sorted({q for _, q in f}):
-            pairs = [(f[k], b[k]) for k in f if k[1] == q and k in b]
-            if not pairs:
-                continue
-            gain = [x["psnr-rgb"] - y["psnr-rgb"] for x, y in pairs]
-            rows.append({"dataset": d, "quality": q, "images": len(pairs), "not_worse": sum(g >= 0 for g in gain),
-                         "filter_used": sum(g > 0 for g in gain), "min_psnr_gain_db": min(gain),
-                         "mean_psnr_gain_db": sum(gain) / len(gain),
-                         "added_bpp": sum(x["bpp"] - y["bpp"] for x, y in pairs) / len(pairs),
-                         "pass": all(g >= 0 for g in gain)})
+    for d, q, pairs in _paired(datasets, filtered, base):
+        gain = [x["psnr-rgb"] - y["psnr-rgb"] for x, y in pairs]
+        rows.append({"dataset": d, "quality": q, "images": len(pairs), "not_worse": sum(g >= 0 for g in gain),
+                     "filter_used": sum(g > 0 for g in gain), "min_psnr_gain_db": min(gain),
+                     "mean_psnr_gain_db": sum(gain) / len(gain),
+                     "added_bpp": sum(x["bpp"] - y["bpp"] for x, y in pairs) / len(pairs),
+                     "pass": all(g >= 0 for g in gain)})
     return pd.DataFrame(rows)
 
 
