@@ -14,7 +14,7 @@ export PYTHONHASHSEED := 0
 # traceback first, so a crash in a stage or a test says where it happened
 export PYTHONFAULTHANDLER := 1
 
-.PHONY: install repro test unit pipeline notebooks clean-outputs system-deps natten
+.PHONY: install repro test test-paper-scale unit pipeline notebooks clean-outputs system-deps natten
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -63,6 +63,13 @@ notebooks: pipeline
 test: install system-deps
 	$(MAKE) --no-print-directory -j2 unit pipeline
 	$(BIN)/python -m pytest --nbmake notebooks
+
+# The paper profile, wired (issue 20): one paper-profile training stage per paper (HPCM-Base, TinyLIC v3, TCM,
+# CGOO) runs 2 steps through `lic launch --executor local` at the paper's kwargs, batch 8 and 256² patches, its
+# data downloaded from a mirror on 127.0.0.1 (tests/launch/test_launch_paper.py). Paper-size models on the
+# CPU: about 20 minutes and 12 GB on 2 cores, so not part of `make test`; `.ci/run` runs it after `make test`.
+test-paper-scale: install
+	$(BIN)/python -m pytest -m paper_scale tests/launch/test_launch_paper.py
 
 # Optional: natten 0.17.5's neighborhood-attention kernels for TinyLIC (lic.layers.neighborhood_attention,
 # docs/tinylic.md). Not part of `install`: it compiles for minutes (about 8 on 2 cores, CPU kernels only;

@@ -222,6 +222,9 @@ def complexity_table(records: Iterable[dict]) -> pd.DataFrame:
 
 
 MAX_CURVES = 8  # per panel: more than this and nobody can tell them apart
+#: the gap in points between the bottom of an RD panel and the top of its legend: the tick labels and the
+#: axis label fit in it (a fraction of the axes would shrink with tight_layout and cover the label)
+LEGEND_OFFSET_PT = 40
 ANCHOR_ORDER = ("vtm", "bpg444", "bpg", "hevc-x265-444", "avif", "jpegxl", "webp", "jpeg", "bpg420")
 
 
@@ -291,9 +294,13 @@ def rd_panels(curves: dict[str, dict], ours: Sequence[str], published: Sequence[
     finally:
         for k in ours:
             curves[k] = {**curves[k], "name": names[k]}
-    for ax in axes:  # legends under the plots: the curves stay visible
+    from matplotlib.transforms import offset_copy
+
+    for ax in axes:  # legends under the plots, a fixed distance below the axis label: the curves stay visible
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1, borderaxespad=0.0)
+            below = offset_copy(ax.transAxes, fig=fig, y=-LEGEND_OFFSET_PT, units="points")
+            ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, 0.0), bbox_transform=below,
+                      ncol=1, borderaxespad=0.0)
     if not ours:
         axes[1].text(0.5, 0.5, "not evaluated in this run", ha="center", va="center", transform=axes[1].transAxes)
     if title:

@@ -4,7 +4,8 @@ from a mirror on 127.0.0.1 (the real download code, ``LIC_DATA_MIRROR``), with t
 256² patches unchanged.
 
 Expensive, so not part of ``make test`` (``-m "not paper_scale"`` in pyproject.toml): a paper-size model at
-batch 8, 256² takes minutes a step and ~10 GB on a CPU (TinyLIC v3 too, on its chunked attention path). Run it with
+batch 8, 256² takes minutes a step and ~10 GB on a CPU (TinyLIC v3 too, on its chunked attention path). ``make
+test-paper-scale`` runs it, and ``.ci/run`` does after ``make test``; by hand:
 ``pytest -m paper_scale tests/launch/test_launch_paper.py`` (``-k hpcm`` for one paper).
 """
 
@@ -23,7 +24,8 @@ import project
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
 from miniature import files as miniature_files  # noqa: E402
 
-pytestmark = [pytest.mark.slow, pytest.mark.paper_scale]
+# minutes per paper-size step on 2 CPU cores: more than the 15-minute limit of a unit test
+pytestmark = [pytest.mark.slow, pytest.mark.paper_scale, pytest.mark.timeout(2400)]
 
 NETWORK_SETS = ["kodak", "clic2020-professional-valid", "div2k-train", "div2k-valid", "tecnick"]
 #: paper -> (stage, model, quality); CGOO's stage builds on TCM q1, which runs first

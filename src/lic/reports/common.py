@@ -99,7 +99,10 @@ def visual_comparison(dataset: str, image: str, entries: list[tuple[str, object]
             panels.append((f"{key} q{q}", rec, label))
         else:
             panels.append((f"{key} q{q}", None, "not evaluated"))
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.6), squeeze=False)
+    # each panel as tall as its crop (no blank band above a landscape crop); constrained layout leaves room
+    # for the two-line panel titles and the figure title
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2 * ch / cw + 0.9), squeeze=False,
+                             layout="constrained")
     for ax, (name, img, label) in zip(axes[0], panels):
         if img is None:
             ax.imshow(np.full((ch, cw, 3), 200, np.uint8))
@@ -108,8 +111,7 @@ def visual_comparison(dataset: str, image: str, entries: list[tuple[str, object]
         ax.set_title(f"{name}\n{label}", fontsize=8)
         ax.axis("off")
     if title:
-        fig.suptitle(title, fontsize=10, y=1.06)  # above the two-line panel titles
-    fig.tight_layout()
+        fig.suptitle(title, fontsize=10)
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(out, dpi=120, bbox_inches="tight")
