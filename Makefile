@@ -67,7 +67,7 @@ test: install system-deps
 # The paper profile, wired (issue 20): one paper-profile training stage per paper (HPCM-Base, TinyLIC v3, TCM,
 # CGOO) runs 2 steps through `lic launch --executor local` at the paper's kwargs, batch 8 and 256² patches, its
 # data downloaded from a mirror on 127.0.0.1 (tests/launch/test_launch_paper.py). Paper-size models on the
-# CPU: about 20 minutes and 12 GB on 2 cores, so not part of `make test`; `.ci/run` runs it after `make test`.
+# CPU: about 10 minutes and 10 GB on 2 cores, so not part of `make test`; `.ci/run` runs it after `make test`.
 test-paper-scale: install
 	$(BIN)/python -m pytest -m paper_scale tests/launch/test_launch_paper.py
 
