@@ -474,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="also decode the first n mutants with `python -m lic.cli decompress` (a fresh process each)")
     p.add_argument("--out", type=Path, help="write the JSON record here")
     args = p.parse_args(argv)
-    from lic.cli import ignore_known_warnings
+    from lic.quiet import ignore_known_warnings
 
     ignore_known_warnings()
     rec = fuzz(args.count, families=tuple(args.family or FAMILIES), seed=args.seed, timeout_s=args.timeout,
