@@ -145,3 +145,28 @@ def test_every_deferred_import_resolves():
             except ModuleNotFoundError:
                 missing.append(f"{file}:{line}: from {module} import {name}")
     assert len(deferred_imports(SRC)) > 50 and not missing, "\n".join(missing)
+
+
+def test_every_module_imports():
+    """Each module of src/lic imports on its own (entry points like `python -m lic.bench_natten` included),
+    and each with a ``main`` answers ``--help``."""
+    import contextlib
+    import importlib
+    import inspect
+    import io
+
+    failed = []
+    for path in sorted((SRC / "lic").rglob("*.py")):
+        name = module_name(path, SRC)
+        try:
+            mod = importlib.import_module(name)
+        except Exception as e:  # noqa: BLE001 - collected and reported together
+            failed.append(f"{name}: {type(e).__name__}: {e}")
+            continue
+        main = getattr(mod, "main", None)
+        if callable(main) and getattr(main, "__module__", None) == name and "argv" in inspect.signature(main).parameters:
+            with contextlib.redirect_stdout(io.StringIO()), pytest.raises(SystemExit) as exit_:
+                main(["--help"])
+            if exit_.value.code != 0:
+                failed.append(f"{name}: --help exited {exit_.value.code}")
+    assert not failed, "\n".join(failed)
