@@ -130,8 +130,12 @@ def test_rd_figure_styles(dirs):
     fig = compare.rd_figure(curves)
     ax = fig.axes[0]
     lines = {line.get_label(): line for line in ax.get_lines()}
-    ours = lines["ours-good (ours)"]
-    assert ours.get_linestyle() == "-" and ours.get_marker() == "o"
+    ours = [line for label, line in lines.items() if label.endswith("(ours)")]
+    assert len(ours) >= 2 and all(line.get_linestyle() == "-" for line in ours)
+    # each of our curves has its own marker, and each is drawn thinner than the one under it
+    assert len({line.get_marker() for line in ours}) == len(ours)
+    widths = [line.get_linewidth() for line in ours]
+    assert widths == sorted(widths, reverse=True) and widths[0] > widths[-1]
     assert lines["VTM [vtm]"].get_linestyle() == "--"
     r, g, b, _ = matplotlib.colors.to_rgba(lines["VTM [vtm]"].get_color())
     assert r == g == b  # grey

@@ -170,7 +170,7 @@ def rd_figure(curves: dict[str, dict], metric: str = "psnr-rgb", ax=None, keys: 
     learned = [k for k in selected if curves[k]["kind"] != "anchor"]
     colours = dict(zip(learned, sns.color_palette("tab10" if len(learned) <= 10 else "husl", len(learned))))
     greys = ["0.45", "0.65", "0.3", "0.55", "0.75"]
-    n_anchor = 0
+    n_anchor = n_ours = 0
     for key in selected:
         curve = curves[key]
         bpp, val = curve["results"]["bpp"], curve["results"][metric]
@@ -184,8 +184,11 @@ def rd_figure(curves: dict[str, dict], metric: str = "psnr-rgb", ax=None, keys: 
                     marker="svD^x+"[n_anchor % 6], markersize=3.5)
             n_anchor += 1
         elif curve["origin"] == "ours":
-            ax.plot(xs, ys, linestyle="-", marker="o", markersize=4, linewidth=1.8, color=colours[key],
-                    label=f"{label} (ours)")
+            # a marker shape of its own, and each curve a little thinner than the one before: two models with
+            # the same points (e.g. CGOO and its no-MSC ablation when the encoder picks no MSC) both stay visible
+            ax.plot(xs, ys, linestyle="-", marker="osD^vPX*"[n_ours % 8], markersize=5, linewidth=max(1.0, 2.6 - 0.3 * n_ours),
+                    color=colours[key], label=f"{label} (ours)")
+            n_ours += 1
         else:
             ax.plot(xs, ys, linestyle="--", marker=".", linewidth=1.2, color=colours[key], label=label)
     ax.set_xlabel("bpp")

@@ -13,7 +13,7 @@ from lic import paths
 
 #: the reference model's per-quality schedule in params.yaml, and what the tests train instead: a 40-step
 #: base (checkpointed every 5 steps, so a job can be stopped between checkpoints) and 10 steps per quality
-SCHEDULE = "      train: {steps: 300, milestones: [250]}"
+SCHEDULE = "      train: {steps: 150, milestones: [110]}"
 SHRUNK = "      train: {base_steps: 40, steps: 10, milestones: [8], batch_size: 4, checkpoint_every: 5}"
 ACTIVE = "    active_qualities: [1, 2, 4, 6]"
 
