@@ -98,3 +98,29 @@ def test_tinylic_natten_table_summarises_each_check_record():
     assert row["cross-path decode: max 8-bit diff"] == 1 and row["cross-path decode: values differing"] == 5
     assert row["natten / torch time"] == "12–30x"
     assert tinylic.natten_table([]).empty
+
+
+def test_notebooks_display_the_readable_tables():
+    """A table a notebook saves is shown as report.save_table returns it (missing values as "n/a"), never as the
+    raw frame it passed in, whose NaNs the reader would see (02_tinylic's attention table once did)."""
+    import ast
+    import json
+    from pathlib import Path
+
+    raw = []
+    for nb in sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb")):
+        for i, cell in enumerate(json.loads(nb.read_text())["cells"]):
+            if cell["cell_type"] != "code":
+                continue
+            body = ast.parse("".join(line for line in cell["source"] if not line.lstrip().startswith(("%", "!")))).body
+            saved = {call.args[0].id for node in body for call in ast.walk(node)
+                     if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
+                     and call.func.attr == "save_table" and call.args and isinstance(call.args[0], ast.Name)}
+            last = body[-1] if body else None
+            if isinstance(last, ast.Expr) and isinstance(last.value, ast.Name) and last.value.id in saved:
+                raw.append(f"{nb.name} cell {i}: shows {last.value.id}")
+            for call in (c for node in body for c in ast.walk(node) if isinstance(c, ast.Call)):
+                if getattr(call.func, "id", None) == "display" and call.args and \
+                        isinstance(call.args[0], ast.Name) and call.args[0].id in saved:
+                    raw.append(f"{nb.name} cell {i}: display({call.args[0].id})")
+    assert not raw, raw
