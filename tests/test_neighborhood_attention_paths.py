@@ -197,24 +197,13 @@ def test_checkpoint_without_the_option_loads_with_auto(tmp_path, tiny_v3):
     assert attention_record(loaded.model) == {"option": "auto", "resolved": None}
 
 
-def test_training_record_names_the_path(tmp_path, monkeypatch):
+def test_training_record_names_the_path(tmp_path, in_tiny_project):
     """lic.train writes the option and the path that ran into model.pt (a 2-step run of the tiny v3)."""
-    import importlib.util
-    from pathlib import Path
+    import copy
 
-    # tests/conftest.py by path: the name ``conftest`` may be tests/launch's in a whole-suite run
-    spec = importlib.util.spec_from_file_location("lic_tests_conftest", Path(__file__).with_name("conftest.py"))
-    tests_conftest = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tests_conftest)
-    make_tiny_project = tests_conftest.make_tiny_project
-    from lic import paths, train
-    from lic.data import prepare
+    from lic import train
 
-    for name, sub in (("ROOT", ""), ("DATA", "data"), ("CHECKPOINTS", "checkpoints"), ("RESULTS", "results")):
-        monkeypatch.setattr(paths, name, tmp_path / sub)
-    params = make_tiny_project(tmp_path)
-    for ds in ("sample", "sample-train"):
-        prepare.write_manifest(ds)
+    params = copy.deepcopy(in_tiny_project[1])  # the session's project: its params stay as they are
     params["models"]["lu2022-tinylic-v3"]["kwargs"] = {**TINY, "attention_impl": "auto"}
     params["models"]["lu2022-tinylic-v3"]["train"] = {"base_steps": 2, "milestones": []}
     final = train.train("lu2022-tinylic-v3", "base", params, tmp_path / "run", progress=False)
